@@ -1,0 +1,1 @@
+"""The merging stage."""
