@@ -151,12 +151,18 @@ def fit_irt(values: np.ndarray, item_ids: tuple[str, ...] | None = None, setting
     inv_d2 = 1.0 / settings.d_sd**2
     scale = 1.0 / float(mask.sum())  # average loss: L-BFGS tolerances independent of size
 
+    def standardise(t):
+        # Why: a joint MAP with a N(0, s^2) prior on free abilities shrinks their scale and inflates
+        # the discriminations; fitting on standardised abilities fixes location and scale instead.
+        return (t - t.mean(dim=0, keepdim=True)) / t.std(dim=0, keepdim=True).clamp_min(1e-6) * settings.theta_sd
+
     def closure():
         opt.zero_grad()
         a = torch.ones((m, 1), dtype=dtype) if settings.model == "1pl" else torch.exp(la)
-        logits = theta @ a.T + d
+        th = standardise(theta)
+        logits = th @ a.T + d
         nll = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none") * mt).sum()
-        prior = 0.5 * inv_ts2 * (theta**2).sum() + 0.5 * inv_d2 * (d**2).sum()
+        prior = 0.5 * inv_ts2 * (th**2).sum() + 0.5 * inv_d2 * (d**2).sum()
         if settings.model != "1pl":
             prior = prior + 0.5 * inv_la2 * (la**2).sum()
         loss = (nll + prior) * scale
@@ -167,7 +173,7 @@ def fit_irt(values: np.ndarray, item_ids: tuple[str, ...] | None = None, setting
     with torch.no_grad():
         a_np = np.ones((m, 1)) if settings.model == "1pl" else torch.exp(la).double().numpy()
         out = IRTParams(a_np, d.double().numpy().copy(), settings.theta_sd, item_ids,
-                        theta.double().numpy().copy(), settings.model)
+                        standardise(theta).double().numpy().copy(), settings.model)
     if not (np.isfinite(out.a).all() and np.isfinite(out.d).all()):
         raise EstimatorError("IRT calibration diverged (non-finite parameters)")
     return out

@@ -1,0 +1,139 @@
+"""Small fitted components stored as plain arrays (so cards need no pickle).
+
+Linear models (ridge), calibration maps (isotonic / linear) and gradient-boosted trees exported
+from scikit-learn's ``HistGradientBoostingRegressor`` into arrays plus a numpy tree evaluator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ALPHAS = np.logspace(-3, 4, 15)
+
+
+def fill_missing(y: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Replace NaN cells of ``y`` (n, k) by ``fill`` (k,) or (n, k)."""
+    fill = np.broadcast_to(fill, y.shape)
+    return np.where(np.isnan(y), fill, y)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: np.ndarray = ALPHAS) -> tuple[np.ndarray, float]:
+    """RidgeCV (efficient leave-one-out choice of alpha); returns (coef, intercept)."""
+    from sklearn.linear_model import RidgeCV
+
+    if x.shape[0] < 3:
+        return np.zeros(x.shape[1]), float(np.mean(y))
+    model = RidgeCV(alphas=alphas).fit(x, y)
+    return np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
+
+
+def crossfit_ridge(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Out-of-fold ridge predictions for the training rows, plus the ridge fitted on all rows.
+
+    Why: a ridge applied to the rows it was fitted on looks far better than on new models; a
+    stacker trained on such in-sample features over-trusts them (fatal with few training models).
+    """
+    n = x.shape[0]
+    oof = np.empty(n)
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(order, max(2, min(folds, n)))
+    for held in parts:
+        keep = np.setdiff1d(order, held)
+        coef, b = fit_ridge(x[keep], y[keep])
+        oof[held] = x[held] @ coef + b
+    coef, b = fit_ridge(x, y)
+    return oof, coef, b
+
+
+def calibration_kind(n: int) -> str:
+    """Rule of n: isotonic needs many models; with few a line is safer; with very few, none."""
+    if n >= 50:
+        return "isotonic"
+    if n >= 5:
+        return "linear"
+    return "none"
+
+
+def fit_calibration(raw: np.ndarray, target: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Map raw estimates to the target; returned as interpolation knots (x, y) for :func:`apply_calibration`.
+
+    Linear maps are stored as two far-apart knots and extrapolated linearly; isotonic maps are
+    clipped at their ends.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    if kind == "none" or np.ptp(raw) < 1e-12:
+        shift = 0.0 if kind == "none" else float(np.mean(target) - np.mean(raw))
+        return np.array([-1.0, 2.0]), np.array([-1.0 + shift, 2.0 + shift])
+    if kind == "linear":
+        slope, intercept = np.polyfit(raw, target, 1)
+        xs = np.array([-1.0, 2.0])
+        return xs, slope * xs + intercept
+    if kind == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(out_of_bounds="clip").fit(raw, target)
+        return np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_, np.float64)
+    raise ValueError(f"unknown calibration {kind!r}")
+
+
+def apply_calibration(raw: np.ndarray, knots_x: np.ndarray, knots_y: np.ndarray, linear: bool) -> np.ndarray:
+    raw = np.asarray(raw, dtype=np.float64)
+    if linear:
+        slope = (knots_y[-1] - knots_y[0]) / (knots_x[-1] - knots_x[0])
+        return knots_y[0] + slope * (raw - knots_x[0])
+    return np.interp(raw, knots_x, knots_y)
+
+
+# -- gradient-boosted trees as arrays ---------------------------------------------------------
+def fit_hgb(x: np.ndarray, y: np.ndarray, seed: int, *, max_iter: int = 300, learning_rate: float = 0.05,
+            max_leaf_nodes: int = 15, min_samples_leaf: int = 40) -> dict[str, np.ndarray]:
+    """Fit scikit-learn's HistGradientBoostingRegressor and export it as arrays."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(max_iter=max_iter, learning_rate=learning_rate,
+                                          max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
+                                          early_stopping=False, random_state=seed).fit(x, y)
+    trees = [pred.nodes for stage in model._predictors for pred in stage]
+    offsets = np.cumsum([0] + [len(t) for t in trees]).astype(np.int64)
+    nodes = np.concatenate(trees)
+    return {
+        "feature": nodes["feature_idx"].astype(np.int64),
+        "threshold": nodes["num_threshold"].astype(np.float64),
+        "left": nodes["left"].astype(np.int64),
+        "right": nodes["right"].astype(np.int64),
+        "leaf": nodes["is_leaf"].astype(bool),
+        "value": nodes["value"].astype(np.float64),
+        "offsets": offsets,
+        "baseline": np.asarray([float(np.ravel(model._baseline_prediction)[0])]),
+    }
+
+
+def predict_hgb(trees: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Evaluate exported trees (numeric splits, no missing values): ``x <= threshold`` goes left."""
+    out = np.full(x.shape[0], trees["baseline"][0])
+    rows = np.arange(x.shape[0])
+    offsets = trees["offsets"]
+    for t in range(len(offsets) - 1):
+        base = offsets[t]
+        node = np.zeros(x.shape[0], dtype=np.int64)
+        while True:
+            g = base + node
+            leaf = trees["leaf"][g]
+            if leaf.all():
+                break
+            go_left = x[rows, trees["feature"][g]] <= trees["threshold"][g]
+            nxt = np.where(go_left, trees["left"][g], trees["right"][g])
+            node = np.where(leaf, node, nxt)
+        out += trees["value"][base + node]
+    return out
+
+
+def pack(obj: object, prefix: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store named arrays as fitted attributes ``<prefix><name>_`` of ``obj`` (saved in cards)."""
+    for k, v in arrays.items():
+        setattr(obj, f"{prefix}{k}_", v)
+
+
+def unpack(obj: object, prefix: str) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack`."""
+    return {k[len(prefix):-1]: v for k, v in vars(obj).items() if k.startswith(prefix) and k.endswith("_")}

@@ -1,0 +1,171 @@
+"""``default``: the estimator frugalmerge recommends.
+
+A calibrated stacker. From a model's k revealed responses it computes features
+
+* ``theta``, ``theta_sd`` - MAP ability and its posterior SD (2PL calibrated on all training items),
+* ``pirt`` - the p-IRT estimate, ``wmean`` - the (anchor-)weighted subset mean,
+* ``impute_ridge`` - a ridge fitted on the training models' FULL item matrix, applied to the
+  revealed responses with the unseen items filled in by IRT probabilities,
+* ``sub_ridge`` - a ridge on the k responses, ``knn`` - mean target of the nearest training
+  models on the k items (leaderboards are full of near-duplicate fine-tunes),
+* plus the k responses themselves,
+
+and learns the map to the target on the training models. Ridge features are cross-fitted so the
+stacker sees honest (out-of-fold) values. One recipe for every data set, chosen by a rule of the
+number of training models ``n`` (never by data set):
+
+* ``n >= 500``: gradient-boosted trees on all features blended with a ridge stacker on the
+  summary features; the blend weight comes from inner cross-validation on the training models;
+  the standard error is a boosted model of the out-of-fold absolute residuals.
+* ``30 <= n < 500``: ridge stacker on the summary features; SE = out-of-fold RMSE.
+* ``n < 30``: ridge stacker on (pirt, wmean, sub_ridge) only; SE = out-of-fold RMSE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from frugalmerge.estimators.components import crossfit_ridge, fit_hgb, fit_ridge, pack, predict_hgb, unpack
+from frugalmerge.estimators.core import register_estimator
+from frugalmerge.estimators.irt import calibrate, estimate_ability
+from frugalmerge.estimators.methods import COMMON_PARAMS, _IRTBased, _weighted_mean
+from frugalmerge.estimators.responses import ResponseMatrix
+
+FULL_TIER_MIN = 500
+SMALL_TIER_MAX = 30
+SUMMARY = ("theta", "theta_sd", "pirt", "wmean", "impute_ridge", "sub_ridge", "knn")
+SMALL_SUMMARY = ("pirt", "wmean", "sub_ridge")
+
+
+def _sqdist(q: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return (q**2).sum(axis=1)[:, None] + (t**2).sum(axis=1)[None, :] - 2.0 * q @ t.T
+
+
+def knn_mean(query: np.ndarray, train: np.ndarray, target: np.ndarray, n_neighbors: int,
+             exclude_self: bool = False, chunk: int = 512) -> np.ndarray:
+    """Mean target of the ``n_neighbors`` training rows nearest to each query row (squared L2,
+    i.e. Hamming distance on binary responses); ``exclude_self`` for the training rows themselves."""
+    nn = max(1, min(n_neighbors, train.shape[0] - (1 if exclude_self else 0)))
+    out = np.empty(query.shape[0])
+    for s in range(0, query.shape[0], chunk):
+        d = _sqdist(query[s:s + chunk], train)
+        if exclude_self:
+            d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
+        # Tiny index-based jitter: deterministic tie-breaking among equal Hamming distances.
+        d = d + np.arange(train.shape[0])[None, :] * 1e-9
+        idx = np.argpartition(d, nn - 1, axis=1)[:, :nn]
+        out[s:s + chunk] = target[idx].mean(axis=1)
+    return out
+
+
+@register_estimator("default")
+class Default(_IRTBased):
+    """Calibrated stacking estimator with per-model standard errors (see module docstring)."""
+
+    default_subset = "predictive"
+    param_names = COMMON_PARAMS + ("n_neighbors", "folds")
+
+    # -- features -----------------------------------------------------------------------------
+    def _base_features(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        params = self.irt_params()
+        cols = np.asarray(self.sel_cols_)
+        theta, sd = estimate_ability(params, y, cols)
+        p_all = params.prob(theta)
+        y_imp = np.where(np.isnan(y), p_all[:, cols], y)
+        full = p_all.copy()
+        full[:, cols] = y_imp
+        pirt = full.mean(axis=1)
+        return {"theta": theta[:, 0], "theta_sd": sd[:, 0], "pirt": pirt,
+                "wmean": _weighted_mean(y_imp, np.asarray(self.weights_)), "y_imp": y_imp, "full": full}
+
+    def _matrix(self, f: dict[str, np.ndarray]) -> np.ndarray:
+        names = SMALL_SUMMARY if self.tier_ == "small" else SUMMARY
+        summary = np.column_stack([f[n] for n in names])
+        if self.tier_ != "full":
+            return summary
+        return np.column_stack([summary, f["y_imp"]])
+
+    def _ridge_stack(self, x: np.ndarray) -> np.ndarray:
+        s = len(SMALL_SUMMARY) if self.tier_ == "small" else len(SUMMARY)
+        return ((x[:, :s] - self.stack_mu_) / self.stack_sigma_) @ self.stack_coef_ + self.stack_b_
+
+    # -- fit ----------------------------------------------------------------------------------
+    def _fit(self, train: ResponseMatrix, k: int, seed: int, **context: Any) -> None:
+        self._select(train, k, seed)
+        settings = self._settings()
+        params = calibrate(train.values, train.item_ids, settings)
+        self.irt_a_, self.irt_d_, self.irt_theta_ = params.a, params.d, params.train_theta
+        self.irt_settings_ = settings.model_dump()
+        n = train.n_models
+        self.tier_ = "full" if n >= FULL_TIER_MIN else ("ridge" if n >= SMALL_TIER_MAX else "small")
+        folds = int(self.params.get("folds", 5))
+        target = train.full_scores()
+        f = self._base_features(train.take_items(self.selected_))
+
+        # impute-ridge: fitted on the FULL training matrix, applied to "revealed + IRT-imputed" rows.
+        col_mean = np.nan_to_num(np.nanmean(train.values, axis=0), nan=0.5)
+        x_full = np.where(np.isnan(train.values), col_mean[None, :], train.values)
+        oof_ir = np.empty(n)
+        order = np.random.default_rng(seed).permutation(n)
+        for held in np.array_split(order, max(2, min(folds, n))):
+            keep = np.setdiff1d(order, held)
+            coef, b = fit_ridge(x_full[keep], target[keep])
+            oof_ir[held] = f["full"][held] @ coef + b
+        self.ir_coef_, self.ir_b_ = fit_ridge(x_full, target)
+        f["impute_ridge"] = oof_ir
+        f["sub_ridge"], self.sr_coef_, self.sr_b_ = crossfit_ridge(f["y_imp"], target, folds, seed + 1)
+        self.knn_x_ = f["y_imp"].astype(np.float32)
+        self.knn_y_ = target.astype(np.float64)
+        self.n_neighbors_ = int(self.params.get("n_neighbors", 20))
+        f["knn"] = knn_mean(f["y_imp"], f["y_imp"], target, self.n_neighbors_, exclude_self=True)
+
+        x = self._matrix(f)
+        s = len(SMALL_SUMMARY) if self.tier_ == "small" else len(SUMMARY)
+        self.stack_mu_ = x[:, :s].mean(axis=0)
+        self.stack_sigma_ = x[:, :s].std(axis=0).clip(1e-9)
+        xs = (x[:, :s] - self.stack_mu_) / self.stack_sigma_
+        inner = max(2, min(3 if n >= 2000 else folds, n))
+        parts = np.array_split(np.random.default_rng(seed + 2).permutation(n), inner)
+        oof_ridge = np.empty(n)
+        oof_hgb = np.empty(n)
+        for held in parts:
+            keep = np.setdiff1d(np.arange(n), held)
+            coef, b = fit_ridge(xs[keep], target[keep])
+            oof_ridge[held] = xs[held] @ coef + b
+            if self.tier_ == "full":
+                oof_hgb[held] = predict_hgb(fit_hgb(x[keep], target[keep], seed), x[held])
+        self.stack_coef_, self.stack_b_ = fit_ridge(xs, target)
+        if self.tier_ == "full":
+            pack(self, "hgb_", fit_hgb(x, target, seed))
+            grid = np.linspace(0.0, 1.0, 21)
+            maes = [np.mean(np.abs(w * oof_hgb + (1 - w) * oof_ridge - target)) for w in grid]
+            self.blend_w_ = float(grid[int(np.argmin(maes))])
+            oof = self.blend_w_ * oof_hgb + (1 - self.blend_w_) * oof_ridge
+        else:
+            self.blend_w_ = 0.0
+            oof = oof_ridge
+        resid = np.abs(oof - target)
+        self.cv_mae_ = float(resid.mean())
+        self.se_const_ = float(np.sqrt(np.mean(resid**2)))
+        if self.tier_ == "full":
+            # Conditional SE: E|r| given the summary features, times sqrt(pi/2) (normal residuals).
+            pack(self, "se_", fit_hgb(x[:, :s], resid, seed, max_iter=100, max_leaf_nodes=7, min_samples_leaf=50))
+
+    # -- predict ------------------------------------------------------------------------------
+    def _predict(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = self._base_features(y)
+        f["impute_ridge"] = f["full"] @ self.ir_coef_ + self.ir_b_
+        f["sub_ridge"] = f["y_imp"] @ self.sr_coef_ + self.sr_b_
+        f["knn"] = knn_mean(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.knn_y_), self.n_neighbors_)
+        x = self._matrix(f)
+        score = self._ridge_stack(x)
+        if self.tier_ == "full":
+            score = self.blend_w_ * predict_hgb(unpack(self, "hgb_"), x) + (1 - self.blend_w_) * score
+            s = len(SUMMARY)
+            se = np.sqrt(np.pi / 2) * predict_hgb(unpack(self, "se_"), x[:, :s])
+            se = np.clip(se, 0.25 * self.se_const_, None)
+        else:
+            se = np.full(y.shape[0], self.se_const_)
+        return score, se
