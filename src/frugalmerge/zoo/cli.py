@@ -5,8 +5,58 @@ Keep module-level imports light: heavy modules are imported inside the command f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+zoo_app = typer.Typer(help="The demo zoo: tiny models and benchmarks built locally.",
+                      no_args_is_help=True)
+
+
+@zoo_app.command("build")
+def build(
+    size: str = typer.Option("full", "--size", help="smoke (seconds, for tests) or full (the demo zoo)"),
+    out: Path = typer.Option(None, "--out", help="output folder (default: ./zoo-<size>)"),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=4,
+                             help="experts trained at a time (1 thread each; same bytes)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing folder"),
+) -> None:
+    """Build the zoo deterministically: base, experts, benchmarks (train/search/test), zoo.json."""
+    from frugalmerge.zoo.build import build_zoo
+    from frugalmerge.zoo.errors import ZooError
+
+    try:
+        build_zoo(size, out or Path(f"zoo-{size}"), jobs=jobs, overwrite=overwrite)
+    except ZooError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@zoo_app.command("info")
+def info(directory: Path = typer.Argument(None, help="zoo folder (default: the shipped full zoo)")) -> None:
+    """Print a zoo's models, benchmarks and showcases."""
+    from frugalmerge.zoo.errors import ZooError
+    from frugalmerge.zoo.manifest import load_zoo
+    from frugalmerge.zoo.registry import prebuilt_zoo_dir
+
+    try:
+        target = directory or prebuilt_zoo_dir("full")
+        if target is None:
+            raise ZooError("no zoo folder given and this installation ships no prebuilt zoo")
+        zoo = load_zoo(target)
+    except ZooError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"zoo {zoo.root} (size {zoo.size}, base {zoo.base})")
+    for name, path in zoo.models.items():
+        typer.echo(f"  model {name}: {path}")
+    for name, entry in zoo.benchmarks.items():
+        typer.echo(f"  benchmark {name} [{entry.language}]: " + ", ".join(
+            f"{s}={getattr(entry.splits, s).name}" for s in ("train", "search", "test")))
+    for name, show in zoo.showcases.items():
+        typer.echo(f"  showcase {name}: models {show.models} objectives {show.objectives}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
+    app.add_typer(zoo_app, name="zoo")
