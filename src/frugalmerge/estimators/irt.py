@@ -151,15 +151,11 @@ def fit_irt(values: np.ndarray, item_ids: tuple[str, ...] | None = None, setting
     inv_d2 = 1.0 / settings.d_sd**2
     scale = 1.0 / float(mask.sum())  # average loss: L-BFGS tolerances independent of size
 
-    def standardise(t):
-        # Why: a joint MAP with a N(0, s^2) prior on free abilities shrinks their scale and inflates
-        # the discriminations; fitting on standardised abilities fixes location and scale instead.
-        return (t - t.mean(dim=0, keepdim=True)) / t.std(dim=0, keepdim=True).clamp_min(1e-6) * settings.theta_sd
 
     def closure():
         opt.zero_grad()
         a = torch.ones((m, 1), dtype=dtype) if settings.model == "1pl" else torch.exp(la)
-        th = standardise(theta)
+        th = theta
         logits = th @ a.T + d
         nll = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none") * mt).sum()
         prior = 0.5 * inv_ts2 * (th**2).sum() + 0.5 * inv_d2 * (d**2).sum()
@@ -172,8 +168,21 @@ def fit_irt(values: np.ndarray, item_ids: tuple[str, ...] | None = None, setting
     opt.step(closure)
     with torch.no_grad():
         a_np = np.ones((m, 1)) if settings.model == "1pl" else torch.exp(la).double().numpy()
-        out = IRTParams(a_np, d.double().numpy().copy(), settings.theta_sd, item_ids,
-                        standardise(theta).double().numpy().copy(), settings.model)
+        theta_np = theta.double().numpy().copy()
+        d_np = d.double().numpy().copy()
+    # Why: the joint MAP's N(0, s^2) prior on the abilities shrinks their scale (and inflates the
+    # discriminations); rescale so the calibration models' abilities have mean 0 and SD s, which
+    # keeps every probability unchanged and makes the prior right for new models. (Fitting on
+    # standardised abilities instead removes the prior's pull on each ability and lets the joint
+    # likelihood diverge to huge discriminations.)
+    mu = theta_np.mean(axis=0)
+    scale = theta_np.std(axis=0).clip(1e-6) / settings.theta_sd
+    if settings.model == "1pl":
+        scale = np.ones_like(scale)  # 1PL fixes a = 1: only shift
+    d_np = d_np + a_np @ mu
+    a_np = a_np * scale[None, :]
+    theta_np = (theta_np - mu) / scale
+    out = IRTParams(a_np, d_np, settings.theta_sd, item_ids, theta_np, settings.model)
     if not (np.isfinite(out.a).all() and np.isfinite(out.d).all()):
         raise EstimatorError("IRT calibration diverged (non-finite parameters)")
     return out
@@ -272,6 +281,14 @@ def estimate_ability(
         return mean[:, None], sd[:, None]
     theta = np.zeros((n, dims))
     eye = np.eye(dims)
+    ym = y0 * mask
+    nm = (1 - y0) * mask
+
+    def log_post(t: np.ndarray) -> np.ndarray:
+        z = t @ a.T + d
+        return (ym * -np.logaddexp(0, -z) + nm * -np.logaddexp(0, z)).sum(axis=1) - 0.5 * inv_s2 * (t**2).sum(axis=1)
+
+    current = log_post(theta)
     for _ in range(max_iter):
         p = 1.0 / (1.0 + np.exp(-(theta @ a.T + d)))
         r = np.where(mask, y0 - p, 0.0)
@@ -279,9 +296,18 @@ def estimate_ability(
         w = np.where(mask, p * (1 - p), 0.0)
         hess = np.einsum("nk,ki,kj->nij", w, a, a) + inv_s2 * eye  # negative Hessian, PD
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
-        step = np.clip(step, -2.0, 2.0)  # damped: Newton from 0 can overshoot on all-correct rows
-        theta = theta + step
-        if np.abs(step).max() < 1e-8:
+        # Safeguarded Newton: halve the step for rows whose log posterior would not increase
+        # (plain Newton oscillates on very discriminating items).
+        scale = np.ones(n)
+        for _ in range(30):
+            cand = theta + scale[:, None] * step
+            new = log_post(cand)
+            bad = new < current - 1e-12
+            if not bad.any():
+                break
+            scale = np.where(bad, scale * 0.5, scale)
+        theta, current = cand, np.maximum(new, current)
+        if np.abs(scale[:, None] * step).max() < 1e-7:
             break
     p = 1.0 / (1.0 + np.exp(-(theta @ a.T + d)))
     w = np.where(mask, p * (1 - p), 0.0)
