@@ -1,12 +1,138 @@
-"""Commands of the ``estimators`` stage (registered by ``frugalmerge.cli``).
+"""Commands of the ``estimators`` stage (registered by ``frugalmerge.cli``):
+``frugalmerge estimators bench|fit|predict``.
 
 Keep module-level imports light: heavy modules are imported inside the command functions.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+estimators_app = typer.Typer(help="Subset extraction and IRT estimators: benchmark, fit and use cards.",
+                             no_args_is_help=True)
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(1)
+
+
+@estimators_app.command("bench")
+def bench(
+    responses: Path = typer.Argument(..., help="response matrix (csv, npz, parquet, jsonl, lb.pickle, PSN folder[#BLOCK])"),
+    target: Optional[str] = typer.Option(None, "--target", help="column with the true full score"),
+    k: str = typer.Option("10,30,100", "--k", help="comma-separated subset sizes ('all' = every item)"),
+    methods: Optional[str] = typer.Option(None, "--methods", help="comma-separated estimator names (default: all)"),
+    folds: int = typer.Option(5, "--folds", help="cross-validation folds over models"),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: Path = typer.Option(..., "--json", help="where to write the results JSON"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of error vs k per method"),
+) -> None:
+    """K-fold CV over models: reveal k chosen items per test model, predict its full score."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from frugalmerge.estimators.bench import parse_ks, plot_results, run_bench, write_json
+    from frugalmerge.estimators.errors import EstimatorError
+    from frugalmerge.estimators.responses import load_responses
+
+    try:
+        data = load_responses(responses, target)
+        ks = parse_ks(k)
+        names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        rows = run_bench(data, ks, names, folds=folds, seed=seed)
+        meta = {"responses": str(responses), "name": data.name, "n_models": data.n_models, "n_items": data.n_items,
+                "target": target or ("file target" if data.target is not None else "mean over items"),
+                "folds": folds, "seed": seed, "data_sha256": data.sha256()}
+        write_json(rows, json_out, meta)
+        if plot is not None:
+            plot_results(rows, plot, title=f"{data.name}: {data.n_models} models x {data.n_items} items, {folds}-fold CV")
+    except EstimatorError as e:
+        _fail(e)
+        return
+    table = Table(title=f"{data.name}: {data.n_models} models x {data.n_items} items, {folds}-fold CV "
+                        "(errors in points)")
+    for col in ("method", "k", "MAE", "max |err|", "spearman", "mean SE", "n_test", "s"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        table.add_row(r["method"], str(r["k"]), f"{100 * r['mae']:.2f}", f"{100 * r['max_abs_error']:.1f}",
+                      f"{r['spearman']:.3f}", f"{100 * r['mean_se']:.2f}", str(r["n_test"]), f"{r['seconds']:.1f}")
+    Console().print(table)
+
+
+@estimators_app.command("fit")
+def fit(
+    responses: Path = typer.Argument(..., help="training response matrix"),
+    target: Optional[str] = typer.Option(None, "--target", help="column with the true full score"),
+    k: int = typer.Option(..., "--k", help="number of items the estimator will ask for"),
+    out: Path = typer.Option(..., "--out", help="card directory to write"),
+    method: str = typer.Option("default", "--method", help="estimator name"),
+    seed: int = typer.Option(0, "--seed"),
+    folds: int = typer.Option(5, "--folds", help="CV folds for the card's validation error (0: skip)"),
+    endpoints: Optional[str] = typer.Option(None, "--endpoints", help="mpirt/gmpirt: comma-separated endpoint model ids"),
+) -> None:
+    """Fit an estimator on all models of RESPONSES and write a card."""
+    from frugalmerge.estimators.bench import cross_validate
+    from frugalmerge.estimators.card import save_card
+    from frugalmerge.estimators.core import make_estimator
+    from frugalmerge.estimators.errors import EstimatorError
+    from frugalmerge.estimators.responses import load_responses
+
+    try:
+        data = load_responses(responses, target)
+        context = {"endpoints": [e.strip() for e in endpoints.split(",")]} if endpoints else {}
+        validation = None
+        if folds:
+            if data.n_models >= 2 * folds:
+                cv = cross_validate(data, method, k, folds=folds, seed=seed)
+                validation = {"kind": f"{folds}-fold CV over models", "mae": cv["mae"],
+                              "max_abs_error": cv["max_abs_error"], "spearman": cv["spearman"], "n_test": cv["n_test"]}
+            else:
+                typer.echo(f"note: {data.n_models} models are too few for {folds}-fold validation; skipped", err=True)
+        est = make_estimator(method).fit(data, k=k, seed=seed, **context)
+        save_card(est, data, out, validation)
+    except EstimatorError as e:
+        _fail(e)
+        return
+    msg = f"wrote {out} ({method}, {len(est.selected_items_)} items"
+    if validation:
+        msg += f", CV MAE {100 * validation['mae']:.2f} points"
+    typer.echo(msg + ")")
+
+
+@estimators_app.command("predict")
+def predict(
+    card_dir: Path = typer.Argument(..., help="card directory written by 'estimators fit'"),
+    responses: Path = typer.Argument(..., help="responses of the models to score (at least the card's items)"),
+    json_out: Path = typer.Option(..., "--json", help="where to write the predictions"),
+) -> None:
+    """Estimate full scores from the card's items: writes {"predictions": {model: score}}."""
+    import json
+
+    from frugalmerge.estimators.card import load_card
+    from frugalmerge.estimators.errors import EstimatorError
+    from frugalmerge.estimators.responses import load_responses
+
+    try:
+        est, card = load_card(card_dir)
+        data = load_responses(responses)
+        out = est.predict(data)
+    except EstimatorError as e:
+        _fail(e)
+        return
+    doc = {"predictions": {m: float(s) for m, s in zip(out.model_ids, out.score)},
+           "standard_errors": {m: float(s) for m, s in zip(out.model_ids, out.se)},
+           "estimator": card["estimator"], "items": card["selected_item_ids"]}
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = json_out.with_name(f".{json_out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(json_out)
+    typer.echo(f"wrote {json_out} ({len(out.model_ids)} models)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
+    app.add_typer(estimators_app, name="estimators")

@@ -1,0 +1,174 @@
+"""The estimator benchmark: k-fold cross-validation over models.
+
+For each test model only its responses on the k items the method chose are revealed; the method
+predicts the full score (target, else the mean over all items). Estimators share one IRT
+calibration per training fold through :func:`frugalmerge.estimators.irt.calibrate`'s cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalmerge.estimators.core import estimator_names, make_estimator
+from frugalmerge.estimators.errors import EstimatorError
+from frugalmerge.estimators.responses import ResponseMatrix
+
+__all__ = ["parse_ks", "fold_indices", "run_bench", "write_json", "plot_results", "cross_validate"]
+
+
+def parse_ks(text: str | Sequence[int | str]) -> list[int | str]:
+    """``"10,30,all"`` -> ``[10, 30, "all"]``; ``all`` means every item of the matrix."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    out: list[int | str] = []
+    for p in parts:
+        p = str(p).strip()
+        if not p:
+            continue
+        if p == "all":
+            out.append("all")
+            continue
+        try:
+            k = int(p)
+        except ValueError:
+            raise EstimatorError(f"--k: {p!r} is not an integer or 'all'") from None
+        if k < 1:
+            raise EstimatorError(f"--k: k must be >= 1, got {k}")
+        out.append(k)
+    if not out:
+        raise EstimatorError("--k: no values given")
+    return out
+
+
+def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """Seeded split of ``n`` rows into ``folds`` test folds."""
+    if folds < 2:
+        raise EstimatorError(f"--folds must be >= 2, got {folds}")
+    if n < folds:
+        raise EstimatorError(f"{folds}-fold cross-validation needs at least {folds} models, got {n}")
+    return [np.sort(f) for f in np.array_split(np.random.default_rng(seed).permutation(n), folds)]
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def cross_validate(responses: ResponseMatrix, method: str, k: int | str, folds: int = 5, seed: int = 0,
+                   **params: Any) -> dict[str, float]:
+    """CV error of one estimator (used for a card's validation error)."""
+    rows = run_bench(responses, [k], [method], folds=folds, seed=seed, params={method: params}, progress=False)
+    return rows[0]
+
+
+def run_bench(
+    responses: ResponseMatrix,
+    ks: Sequence[int | str],
+    methods: Sequence[str] | None = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    params: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run the benchmark; one row per (method, k) with mae, max_abs_error, spearman, n_test
+    (errors in score units) plus ``seconds`` and ``mean_se`` (mean reported standard error)."""
+    names = list(methods) if methods else estimator_names()
+    known = estimator_names()
+    for m in names:
+        if m not in known:
+            raise EstimatorError(f"unknown method {m!r} (known: {', '.join(known)})")
+    k_values = [responses.n_items if k == "all" else min(int(k), responses.n_items) for k in ks]
+    k_values = list(dict.fromkeys(k_values))
+    truth = responses.full_scores()
+    pred = {(m, k): np.full(responses.n_models, np.nan) for m in names for k in k_values}
+    se = {(m, k): np.full(responses.n_models, np.nan) for m in names for k in k_values}
+    secs = {(m, k): 0.0 for m in names for k in k_values}
+    split = fold_indices(responses.n_models, folds, seed)
+    total = len(split) * len(names) * len(k_values)
+
+    def work(tick) -> None:
+        for f, test_rows in enumerate(split):
+            train_rows = np.setdiff1d(np.arange(responses.n_models), test_rows)
+            train = responses.select_models(train_rows)
+            test = responses.select_models(test_rows)
+            for m in names:
+                for k in k_values:
+                    start = time.perf_counter()
+                    est = make_estimator(m, **(params or {}).get(m, {})).fit(train, k=k, seed=seed + f)
+                    # Only the chosen items' responses of the test models are revealed (no target).
+                    out = est.predict(test.reveal(est.selected_items_))
+                    pred[(m, k)][test_rows] = out.score
+                    se[(m, k)][test_rows] = out.se
+                    secs[(m, k)] += time.perf_counter() - start
+                    tick(f"fold {f + 1}/{len(split)} {m} k={k}")
+
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("estimators bench", total=total)
+            work(lambda d: bar.update(task, advance=1, description=d))
+    else:
+        work(lambda d: None)
+
+    rows = []
+    for m in names:
+        for k in k_values:
+            err = np.abs(pred[(m, k)] - truth)
+            rows.append({"method": m, "k": int(k), "mae": float(err.mean()), "max_abs_error": float(err.max()),
+                         "spearman": _spearman(pred[(m, k)], truth), "n_test": int(err.size),
+                         "mean_se": float(np.mean(se[(m, k)])), "seconds": round(secs[(m, k)], 3)})
+    return rows
+
+
+CONTRACT_KEYS = ("method", "k", "mae", "max_abs_error", "spearman", "n_test")
+
+
+def write_json(rows: list[dict[str, Any]], path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """Atomically write ``{"results": [...contract keys...], "meta": {...}, "extra": [...]}``."""
+    path = Path(path)
+    doc: dict[str, Any] = {"results": [{k: r[k] for k in CONTRACT_KEYS} for r in rows]}
+    doc["extra"] = [{"method": r["method"], "k": r["k"], "mean_se": r["mean_se"], "seconds": r["seconds"]} for r in rows]
+    if meta:
+        doc["meta"] = meta
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, allow_nan=True))
+    tmp.replace(path)
+
+
+def plot_results(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
+    """PNG: MAE (points) vs k, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted((r["k"], 100 * r["mae"]) for r in rows if r["method"] == m)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m,
+                linewidth=2.5 if m == "default" else 1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("k (items revealed per model)")
+    ax.set_ylabel("MAE (score points)")
+    ax.set_title(title or "estimator error vs k")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

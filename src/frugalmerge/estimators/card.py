@@ -1,0 +1,83 @@
+"""Estimator cards: a directory with ``card.json`` (what, which items, IRT settings, validation
+error, training-data hash, fitted scalars) and ``params.safetensors`` (fitted arrays). No pickle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalmerge.estimators.core import Estimator
+from frugalmerge.estimators.errors import CardError
+from frugalmerge.estimators.responses import ResponseMatrix
+
+CARD_FORMAT = 1
+ARRAYS_FILE = "params.safetensors"
+
+__all__ = ["save_card", "load_card", "CARD_FORMAT"]
+
+
+def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Path,
+              validation: dict[str, Any] | None = None) -> Path:
+    """Write ``estimator`` (fitted on ``responses``) as a card directory, atomically."""
+    from safetensors.numpy import save_file
+
+    out = Path(out_dir)
+    meta, arrays = estimator.get_state()
+    card = {
+        "format": CARD_FORMAT,
+        "estimator": meta["estimator"],
+        "params": meta["params"],
+        "k": len(estimator.selected_items_),
+        "selected_item_ids": estimator.selected_items_,
+        "irt_settings": meta["fitted"].get("irt_settings_"),
+        "validation": validation,
+        "training_data": {"name": responses.name, "sha256": responses.sha256(), "n_models": responses.n_models,
+                          "n_items": responses.n_items, "has_target": responses.target is not None},
+        "fitted": meta["fitted"],
+        "arrays_file": ARRAYS_FILE,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "card.json").write_text(json.dumps(card, indent=2))
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_card(card_dir: str | Path) -> tuple[Estimator, dict[str, Any]]:
+    """Read a card directory; returns the fitted estimator and the card's JSON."""
+    from safetensors.numpy import load_file
+
+    d = Path(card_dir)
+    path = d / "card.json"
+    if not path.is_file():
+        raise CardError(f"{d}: not an estimator card (no card.json)")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CardError(f"{path}: invalid JSON ({e.msg})") from None
+    if card.get("format") != CARD_FORMAT:
+        raise CardError(f"{path}: unsupported card format {card.get('format')!r} (expected {CARD_FORMAT})")
+    arrays_path = d / card.get("arrays_file", ARRAYS_FILE)
+    if not arrays_path.is_file():
+        raise CardError(f"{d}: missing {arrays_path.name}")
+    try:
+        arrays = load_file(str(arrays_path))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CardError(f"{arrays_path}: unreadable ({e})") from None
+    est = Estimator.from_state({"estimator": card["estimator"], "params": card.get("params", {}),
+                                "fitted": card.get("fitted", {})}, arrays)
+    if est.selected_items_ != list(card["selected_item_ids"]):
+        raise CardError(f"{path}: selected_item_ids disagree with the fitted state")
+    return est, card
