@@ -1,0 +1,395 @@
+"""The runner: turns a live model into per-item scores.
+
+- log-likelihood / teacher-forced scoring: every continuation of a batch in ONE forward pass
+  (left padding, explicit position ids, only the last logits computed);
+- greedy generation: batched, length-sorted, KV cache, stops at end of text / stop strings,
+  finished rows dropped from the batch;
+- one code path for CPU and CUDA, float32 / bfloat16 / float16 (logits are upcast to float32).
+
+Scorers are registered per task type (:func:`register_scorer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from frugalmerge.evaluation.cache import EvalCache, model_fingerprint
+from frugalmerge.evaluation.errors import EvaluationError
+from frugalmerge.evaluation.extract import exact_match, numeric_match
+from frugalmerge.evaluation.language import make_detector, passes_language_rule
+from frugalmerge.evaluation.prompts import EncodedItem, encode_items
+from frugalmerge.evaluation.tasks import Benchmark, Item, choice_index
+
+SCORERS: dict[str, Callable[..., list[float]]] = {}
+
+
+def register_scorer(task_type: str):
+    """Decorator registering ``scorer(ctx, items, encoded) -> list[float]`` for a task type."""
+
+    def decorator(func):
+        SCORERS[task_type] = func
+        return func
+
+    return decorator
+
+
+@dataclass
+class RunContext:
+    """What a scorer needs: the model, tokenizer, benchmark, batch size and a progress hook."""
+
+    model: Any
+    tokenizer: Any
+    benchmark: Benchmark
+    batch_size: int
+    advance: Callable[[int], None]
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    def eos_ids(self) -> set[int]:
+        """End-of-text ids: the tokenizer's and the model's generation config's."""
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen = getattr(self.model, "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+        if isinstance(extra, int):
+            ids.add(extra)
+        elif isinstance(extra, (list, tuple)):
+            ids.update(int(e) for e in extra)
+        return ids
+
+
+# --- model calls ------------------------------------------------------------------------------
+
+_NO_LOGITS_TO_KEEP: set[type] = set()
+
+
+def _forward(model, input_ids, attention_mask, position_ids, *, keep: int, past=None,
+             use_cache: bool = False):
+    """One forward pass returning only the last ``keep`` positions' logits when supported."""
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                  use_cache=use_cache)
+    if past is not None:
+        kwargs["past_key_values"] = past
+    if type(model) not in _NO_LOGITS_TO_KEEP:
+        try:
+            return model(**kwargs, logits_to_keep=keep)
+        except TypeError:
+            _NO_LOGITS_TO_KEEP.add(type(model))  # older/custom models: compute all logits
+    return model(**kwargs)
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device):
+    """Left-padded ``input_ids``, ``attention_mask`` and ``position_ids`` (0 at the first real token)."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        if seq:
+            ids[row, width - len(seq):] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def _batches(order: Sequence[int], batch_size: int) -> Iterable[list[int]]:
+    for start in range(0, len(order), batch_size):
+        yield list(order[start:start + batch_size])
+
+
+def score_continuations(ctx: RunContext, rows: Sequence[tuple[Sequence[int], Sequence[int]]]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """For each ``(context, continuation)`` row: the summed log-probability of the continuation
+    and whether greedy argmax predicts every continuation token. One forward pass per batch.
+
+    The input is ``context + continuation[:-1]`` (the last token is only predicted); rows are
+    sorted by length so a batch pads little; all continuation positions are right-aligned, so
+    the last ``T`` logits (T = longest continuation of the batch) cover them.
+    """
+    import torch
+
+    n = len(rows)
+    logprob = np.zeros(n, dtype=np.float64)
+    greedy = np.zeros(n, dtype=bool)
+    if n == 0:
+        return logprob, greedy
+    for context, cont in rows:
+        if not context or not cont:
+            raise EvaluationError("a scored continuation needs a non-empty context and continuation")
+    lengths = [len(c) + len(t) - 1 for c, t in rows]
+    order = sorted(range(n), key=lambda i: -lengths[i])
+    device = ctx.device
+    with torch.inference_mode():
+        for batch in _batches(order, ctx.batch_size):
+            seqs = [list(rows[i][0]) + list(rows[i][1][:-1]) for i in batch]
+            ids, mask, pos = _left_pad(seqs, ctx.pad_id, device)
+            t_max = max(len(rows[i][1]) for i in batch)
+            logits = _forward(ctx.model, ids, mask, pos, keep=t_max).logits[:, -t_max:, :]
+            targets = torch.full((len(batch), t_max), -1, dtype=torch.long)
+            for row, i in enumerate(batch):
+                cont = rows[i][1]
+                targets[row, t_max - len(cont):] = torch.as_tensor(cont, dtype=torch.long)
+            targets = targets.to(device)
+            valid = targets >= 0
+            safe = targets.clamp(min=0)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            tok_logp = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * valid
+            hit = (logits.argmax(-1) == safe) | ~valid
+            sums = tok_logp.sum(-1).double().cpu().numpy()
+            alls = hit.all(-1).cpu().numpy()
+            for row, i in enumerate(batch):
+                logprob[i] = sums[row]
+                greedy[i] = alls[row]
+            ctx.advance(len(batch))
+    return logprob, greedy
+
+
+def greedy_generate(ctx: RunContext, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                    stop: Sequence[str] = ()) -> list[tuple[list[int], str]]:
+    """Greedy continuations of ``prompts``: ``(token ids before end of text, text cut at the
+    first stop string)`` per prompt, in input order.
+
+    Batched by length (longest first), KV-cached; a row stops at an end-of-text token or once
+    its text contains a stop string; finished rows leave the batch.
+    """
+    import torch
+
+    n = len(prompts)
+    results: list[tuple[list[int], str]] = [([], "")] * n
+    if n == 0:
+        return results
+    tok = ctx.tokenizer
+    eos = ctx.eos_ids()
+    eos_tensor = torch.as_tensor(sorted(eos) or [-1], device=ctx.device)
+    stop = tuple(s for s in stop if s)
+    # Enough trailing tokens to contain any stop string (a token is at least one character).
+    window = max((len(s) for s in stop), default=0) + 4
+    order = sorted(range(n), key=lambda i: -len(prompts[i]))
+    with torch.inference_mode():
+        for batch in _batches(order, ctx.batch_size):
+            generated = _generate_batch(ctx, [prompts[i] for i in batch], max_new_tokens,
+                                        eos_tensor, stop, window)
+            for i, ids in zip(batch, generated):
+                text = tok.decode(ids, skip_special_tokens=True)
+                cut = min((text.find(s) for s in stop if s in text), default=-1)
+                results[i] = (ids, text[:cut] if cut >= 0 else text)
+            ctx.advance(len(batch))
+    return results
+
+
+def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor, stop, window
+                    ) -> list[list[int]]:
+    import torch
+
+    model, tok = ctx.model, ctx.tokenizer
+    ids, mask, pos = _left_pad(prompts, ctx.pad_id, ctx.device)
+    out = _forward(model, ids, mask, pos, keep=1, use_cache=True)
+    past = out.past_key_values
+    next_tok = out.logits[:, -1, :].argmax(-1)
+    active = list(range(len(prompts)))  # original row of each batch row
+    generated: list[list[int]] = [[] for _ in prompts]
+    last_pos = pos[:, -1]
+    for step in range(max_new_tokens):
+        finished = torch.isin(next_tok, eos_tensor).tolist()
+        toks = next_tok.tolist()
+        keep: list[int] = []
+        for row, orig in enumerate(active):
+            if finished[row]:
+                continue
+            generated[orig].append(toks[row])
+            if stop:
+                tail = tok.decode(generated[orig][-window:], skip_special_tokens=True)
+                if any(s in tail for s in stop):
+                    continue
+            keep.append(row)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(active):
+            # Drop finished rows from the batch (and the KV cache) so they cost nothing more.
+            index = torch.as_tensor(keep, device=ctx.device)
+            past.reorder_cache(index)
+            next_tok, mask, last_pos = next_tok[index], mask[index], last_pos[index]
+            active = [active[r] for r in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        last_pos = last_pos + 1
+        out = _forward(model, next_tok[:, None], mask, last_pos[:, None], keep=1, past=past,
+                       use_cache=True)
+        past = out.past_key_values
+        next_tok = out.logits[:, -1, :].argmax(-1)
+    return generated
+
+
+# --- scorers ----------------------------------------------------------------------------------
+
+@register_scorer("teacher_forced_exact")
+def score_teacher_forced(ctx: RunContext, items: Sequence[Item], enc: Sequence[EncodedItem]
+                         ) -> list[float]:
+    """1 when greedy argmax reproduces the whole reference continuation (and end of text)."""
+    _, greedy = score_continuations(ctx, [(e.prompt, e.targets[0]) for e in enc])
+    return [float(g) for g in greedy]
+
+
+@register_scorer("multiple_choice")
+def score_multiple_choice(ctx: RunContext, items: Sequence[Item], enc: Sequence[EncodedItem]
+                          ) -> list[float]:
+    """1 when the correct choice has the highest log-likelihood (optionally per character)."""
+    rows, owner = [], []
+    for k, e in enumerate(enc):
+        for target in e.targets:
+            rows.append((e.prompt, target))
+            owner.append(k)
+    logprob, _ = score_continuations(ctx, rows)
+    scores, cursor = [], 0
+    for it, e in zip(items, enc):
+        values = logprob[cursor:cursor + len(e.targets)]
+        if ctx.benchmark.task.choice_normalization == "length":
+            values = values / np.asarray(e.target_chars, dtype=float)
+        cursor += len(e.targets)
+        scores.append(float(int(np.argmax(values)) == choice_index(it)))
+    return scores
+
+
+def _language_filter(ctx: RunContext, items: Sequence[Item], texts: Sequence[str],
+                     scores: list[float]) -> list[float]:
+    rule = ctx.benchmark.task.language_rule
+    if rule is None:
+        return scores
+    key = ("detector", rule.detector)
+    detector = ctx.benchmark._runtime_cache.get(key)
+    if detector is None:
+        by_lang: dict[str, list[str]] = {}
+        for it in ctx.benchmark.pool:
+            by_lang.setdefault(it.language, []).append(it.prompt)
+        try:
+            detector = make_detector(rule.detector, by_lang)
+        except (KeyError, ValueError) as exc:
+            raise EvaluationError(str(exc)) from None
+        ctx.benchmark._runtime_cache[key] = detector
+    return [s if s == 0 or passes_language_rule(text, rule.target or it.language, detector,
+                                                 min_words=rule.min_words,
+                                                 undetermined=rule.undetermined) else 0.0
+            for it, text, s in zip(items, texts, scores)]
+
+
+@register_scorer("generative_numeric")
+def score_generative_numeric(ctx: RunContext, items: Sequence[Item], enc: Sequence[EncodedItem]
+                             ) -> list[float]:
+    """1 when the number extracted from the greedy response equals the reference number."""
+    task = ctx.benchmark.task
+    outs = greedy_generate(ctx, [e.prompt for e in enc], max_new_tokens=task.max_new_tokens,
+                           stop=task.stop)
+    texts = [text for _, text in outs]
+    scores = [float(numeric_match(text, it.answer, extractor=task.extractor, language=it.language,
+                                  tolerance=task.numeric_tolerance))
+              for it, text in zip(items, texts)]
+    return _language_filter(ctx, items, texts, scores)
+
+
+@register_scorer("generative_exact")
+def score_generative_exact(ctx: RunContext, items: Sequence[Item], enc: Sequence[EncodedItem]
+                           ) -> list[float]:
+    """1 when the greedy response equals the reference: same tokens, or equal normalised text."""
+    task = ctx.benchmark.task
+    outs = greedy_generate(ctx, [e.prompt for e in enc], max_new_tokens=task.max_new_tokens,
+                           stop=task.stop)
+    scores = []
+    for it, e, (ids, text) in zip(items, enc, outs):
+        same_tokens = tuple(ids) == e.targets[0]
+        scores.append(float(same_tokens or exact_match(text, it.answer, task.normalizer)))
+    return _language_filter(ctx, items, [t for _, t in outs], scores)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+def _progress(total: int, enabled: bool, label: str):
+    if not enabled or total == 0:
+        return (lambda n: None), (lambda: None)
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    task = bar.add_task(label, total=total)
+    return (lambda n: bar.advance(task, n)), bar.stop
+
+
+def evaluate(
+    model,
+    tokenizer,
+    benchmark: Benchmark,
+    item_ids: Iterable[str] | None = None,
+    *,
+    batch_size: int = 32,
+    cache: EvalCache | None = None,
+    fingerprint: str | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Score ``model`` on ``item_ids`` of ``benchmark`` (all items when None).
+
+    Returns ``{item id: score}`` in the order asked (0/1, or graded for graded tasks). With
+    ``cache``, items already scored for (``fingerprint``, item, settings) are not scored again;
+    ``fingerprint`` defaults to a hash of the model's weights (pass your own, e.g. a recipe
+    hash, to skip hashing). The model is used as it is (device, dtype); it is put in eval mode
+    for the call and restored.
+    """
+    if batch_size < 1:
+        raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
+    task = benchmark.task
+    if task.type not in SCORERS:
+        raise EvaluationError(f"no scorer registered for task type {task.type!r}")
+    items = benchmark.resolve(None if item_ids is None else dict.fromkeys(item_ids))
+    encoded = encode_items(benchmark, tokenizer, items)
+    if cache is not None and fingerprint is None:
+        fingerprint = model_fingerprint(model)
+    scores: dict[str, float] = {}
+    todo: list[int] = []
+    for k, (it, e) in enumerate(zip(items, encoded)):
+        cached = cache.get(fingerprint, it.id, e.settings) if cache is not None else None
+        if cached is None:
+            todo.append(k)
+        else:
+            scores[it.id] = cached
+    if todo:
+        units = sum(max(1, len(encoded[k].targets)) if task.type == "multiple_choice" else 1
+                    for k in todo)
+        advance, stop = _progress(units, progress, f"{benchmark.name}: {len(todo)} items")
+        was_training = bool(getattr(model, "training", False))
+        if was_training:
+            model.eval()
+        try:
+            ctx = RunContext(model=model, tokenizer=tokenizer, benchmark=benchmark,
+                             batch_size=batch_size, advance=advance)
+            new = SCORERS[task.type](ctx, [items[k] for k in todo], [encoded[k] for k in todo])
+        finally:
+            stop()
+            if was_training:
+                model.train()
+        for k, value in zip(todo, new):
+            scores[items[k].id] = value
+            if cache is not None:
+                cache.put(fingerprint, items[k].id, encoded[k].settings, value)
+    return {it.id: scores[it.id] for it in items}
+
+
+def accuracy(scores: dict[str, float]) -> tuple[float, float]:
+    """Mean score and its standard error (binomial/sample SE; 0 for fewer than two items)."""
+    values = np.fromiter(scores.values(), dtype=float)
+    if values.size == 0:
+        raise EvaluationError("accuracy of an empty score dict")
+    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+    return float(values.mean()), se
