@@ -1,0 +1,420 @@
+"""The search configuration (YAML), validated completely before any work starts.
+
+A config names the models, the merge method (fixed or a gene), which merge parameters are searched
+(with bounds and a granularity: one value, per-layer(-group) gradients, or per-filter values), the
+fixed values, the objectives, the algorithm and the budget. Relative paths are resolved against the
+directory of the config file. Every problem raises :class:`ConfigError` naming the culprit.
+
+Example::
+
+    name: cross_domain
+    seed: 0
+    zoo: ../zoo                      # optional: benchmarks (and model names) from a zoo manifest
+    base_model: base                 # a path, or a zoo model name
+    models: [math_en, lang_de]
+    method: task_arithmetic          # or {choices: [task_arithmetic, ties]} to search it
+    search:
+      weight: {bounds: [0.0, 1.5], per: layers, groups: 2}
+      density: {bounds: [0.2, 1.0]}
+    fixed: {parameters: {normalize: false}}
+    objectives:
+      - {name: math_de, benchmark: math_de, k: 30, estimator: default}
+    algorithm: {name: ga, pop_size: 8}
+    budget: {generations: 10}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from frugalmerge.search.errors import ConfigError
+
+#: Merge parameters each method uses per model (mergekit 0.1.5 semantics); others are dropped
+#: from the recipe when the method is a gene and the chosen method does not use them.
+METHOD_MODEL_PARAMS: dict[str, frozenset[str]] = {
+    "linear": frozenset({"weight"}),
+    "task_arithmetic": frozenset({"weight"}),
+    "ties": frozenset({"weight", "density"}),
+    "dare_ties": frozenset({"weight", "density"}),
+    "dare_linear": frozenset({"weight", "density"}),
+    "breadcrumbs": frozenset({"weight", "density", "gamma"}),
+    "breadcrumbs_ties": frozenset({"weight", "density", "gamma"}),
+}
+#: Global (recipe-level) parameters each method reads.
+METHOD_GLOBAL_PARAMS: dict[str, frozenset[str]] = {
+    "linear": frozenset({"normalize"}),
+    "task_arithmetic": frozenset({"normalize", "lambda", "rescale"}),
+    "ties": frozenset({"normalize", "int8_mask", "lambda"}),
+    "dare_ties": frozenset({"normalize", "int8_mask", "lambda", "rescale"}),
+    "dare_linear": frozenset({"normalize", "int8_mask", "lambda", "rescale"}),
+    "breadcrumbs": frozenset({"normalize", "int8_mask", "lambda"}),
+    "breadcrumbs_ties": frozenset({"normalize", "int8_mask", "lambda"}),
+}
+NEEDS_BASE = frozenset(METHOD_MODEL_PARAMS) - {"linear"}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GeneSpec(_Frozen):
+    """A searched merge parameter: bounds and granularity.
+
+    ``per``: ``value`` (one number), ``layers`` (a mergekit gradient of ``groups`` values
+    interpolated over the layers; ``groups`` defaults to the number of layers, i.e. one value per
+    layer), or ``filters`` (one value per entry of ``filters`` plus a default for other tensors).
+    """
+
+    bounds: tuple[float, float]
+    per: Literal["value", "layers", "filters"] = "value"
+    groups: int | None = Field(default=None, ge=2)
+    filters: tuple[str, ...] = ("self_attn", "mlp")
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneSpec:
+        lo, hi = self.bounds
+        if not lo < hi:
+            raise ValueError(f"bounds must be increasing (low < high), got [{lo}, {hi}]")
+        if self.per == "filters" and not self.filters:
+            raise ValueError("per: filters needs a non-empty `filters` list")
+        return self
+
+
+class MethodSpec(_Frozen):
+    """The merge method: fixed (a name) or a gene choosing among ``choices``."""
+
+    choices: tuple[str, ...]
+
+    @field_validator("choices")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("method choices must not be empty")
+        for name in v:
+            if name not in METHOD_MODEL_PARAMS:
+                raise ValueError(f"unknown merge method {name!r} (known: {', '.join(METHOD_MODEL_PARAMS)})")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate merge methods in {list(v)}")
+        return v
+
+    @property
+    def is_gene(self) -> bool:
+        return len(self.choices) > 1
+
+
+class FixedSpec(_Frozen):
+    """Values that are not searched: per-model parameters (same for every model) and globals."""
+
+    model_parameters: dict[str, Any] = {}
+    parameters: dict[str, Any] = {}
+
+
+class ObjectiveSpec(_Frozen):
+    """One objective: a benchmark estimated from ``k`` items, or a Python function of the recipe.
+
+    Benchmark objectives use the benchmark's ``search`` split during the search (``k`` items chosen
+    by the estimator's subset strategy, then the estimator predicts the full-split accuracy) and
+    its ``test`` split only at the end. ``function: "module:attr"`` is called with the recipe dict
+    (and, for the final re-scoring, ``split="test"``) and returns a score to maximise.
+    """
+
+    name: str = Field(min_length=1)
+    benchmark: str | None = None
+    function: str | None = None
+    k: int = Field(default=30, ge=1)
+    estimator: str = "default"
+    subset: str | None = None
+    estimator_params: dict[str, Any] = {}
+    language_fidelity: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ObjectiveSpec:
+        if (self.benchmark is None) == (self.function is None):
+            raise ValueError(f"objective {self.name!r} needs exactly one of `benchmark` or `function`")
+        if self.function is not None and ":" not in self.function:
+            raise ValueError(f"objective {self.name!r}: function must look like 'module:attribute', got {self.function!r}")
+        return self
+
+
+class BenchmarkSpec(_Frozen):
+    """A benchmark outside a zoo: its search and test split files and evaluation task settings."""
+
+    search: Path
+    test: Path
+    task: dict[str, Any] = {}
+    language: str | None = None
+
+
+class AlgorithmSpec(_Frozen):
+    """Algorithm name (see :func:`frugalmerge.search.algorithms.algorithm_names`) and options."""
+
+    name: str = "ga"
+    pop_size: int = Field(default=8, ge=2)
+    options: dict[str, Any] = {}
+
+
+class BudgetSpec(_Frozen):
+    """Stop after ``generations``, or earlier once ``max_items`` items have been evaluated."""
+
+    generations: int = Field(default=10, ge=1)
+    max_items: int | None = Field(default=None, ge=1)
+
+
+class CalibrationSpec(_Frozen):
+    """How the estimators are fitted: responses of the sources, the base and ``random_merges``
+    seeded random recipes on ``pool`` items of the search split (all of it when ``pool`` is None);
+    every one of those item evaluations counts in the run's items evaluated."""
+
+    random_merges: int = Field(default=6, ge=0)
+    include_sources: bool = True
+    include_base: bool = True
+    pool: int | None = Field(default=None, ge=2)
+
+
+class PromotionSpec(_Frozen):
+    """Multi-fidelity final selection: the ``top`` candidates (by cheap estimate; for several
+    objectives, the Pareto set first) are re-estimated on ``k`` items before choosing the best."""
+
+    top: int = Field(default=0, ge=0)
+    k: int = Field(default=100, ge=1)
+
+
+class FinalSpec(_Frozen):
+    """End-of-run work: re-score on the test split, export merges, plot."""
+
+    test: bool = True
+    export: Literal["best", "none"] = "best"
+    max_pareto_test: int = Field(default=12, ge=1)
+    promotion: PromotionSpec = PromotionSpec()
+
+
+class SearchConfig(_Frozen):
+    """A complete, validated search configuration (paths absolute)."""
+
+    name: str = "search"
+    seed: int = 0
+    zoo: Path | None = None
+    base_model: str | None = None
+    models: dict[str, str]
+    method: MethodSpec
+    search: dict[str, GeneSpec] = {}
+    global_search: dict[str, GeneSpec] = {}
+    fixed: FixedSpec = FixedSpec()
+    dtype: str = "float32"
+    precision: int = Field(default=3, ge=1, le=8)
+    fitness: Literal["cheap", "full"] = "cheap"
+    objectives: tuple[ObjectiveSpec, ...]
+    benchmarks: dict[str, BenchmarkSpec] = {}
+    algorithm: AlgorithmSpec = AlgorithmSpec()
+    budget: BudgetSpec = BudgetSpec()
+    calibration: CalibrationSpec = CalibrationSpec()
+    final: FinalSpec = FinalSpec()
+    batch_size: int = Field(default=64, ge=1)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"choices": [v]}
+        if isinstance(v, (list, tuple)):
+            return {"choices": list(v)}
+        return v
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            names = [Path(str(p)).name or str(p) for p in v]
+            if len(set(names)) != len(names):
+                names = [f"model{i}" for i in range(len(v))]
+            return dict(zip(names, (str(p) for p in v)))
+        return v
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (absolute paths); :func:`load_config` reads it back."""
+        data = json.loads(self.model_dump_json())
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _resolve_path(value: str, root: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (root / p)
+
+
+def _resolve_models(raw: dict[str, Any], root: Path, zoo_models: dict[str, Path]) -> None:
+    """Turn model/base references (path or zoo model name) into existing absolute paths."""
+
+    def resolve(ref: str, what: str) -> str:
+        if ref in zoo_models:
+            return str(zoo_models[ref])
+        path = _resolve_path(ref, root)
+        if not path.exists():
+            hint = f" (zoo models: {sorted(zoo_models)})" if zoo_models else ""
+            raise ConfigError(f"{what}: model path {ref!r} does not exist ({path}){hint}")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{what}: {path} is not a Hugging Face model directory (no config.json)")
+        return str(path.resolve())
+
+    models = raw.get("models")
+    if isinstance(models, (list, tuple)):
+        models = {(Path(str(m)).name if str(m) not in zoo_models else str(m)): m for m in models}
+    if not isinstance(models, dict) or not models:
+        raise ConfigError("config: `models` must list at least one model")
+    raw["models"] = {str(name): resolve(str(ref), f"models.{name}") for name, ref in models.items()}
+    if raw.get("base_model") is not None:
+        raw["base_model"] = resolve(str(raw["base_model"]), "base_model")
+
+
+def _zoo_parts(raw: dict[str, Any], root: Path) -> tuple[dict[str, Path], dict[str, Any]]:
+    if raw.get("zoo") is None:
+        return {}, {}
+    from frugalmerge.zoo.manifest import load_zoo
+
+    zoo_dir = _resolve_path(str(raw["zoo"]), root)
+    try:
+        manifest = load_zoo(zoo_dir)
+    except Exception as exc:  # ZooError and friends: one line naming the zoo
+        raise ConfigError(f"zoo: {exc}") from None
+    raw["zoo"] = str(manifest.root)
+    benchmarks = {
+        name: {"search": str(b.splits.search), "test": str(b.splits.test), "task": dict(b.task),
+               "language": b.language}
+        for name, b in manifest.benchmarks.items()
+    }
+    return dict(manifest.models), benchmarks
+
+
+def config_from_dict(raw: dict[str, Any], root: str | Path = ".", *, check_paths: bool = True) -> SearchConfig:
+    """Validate a config mapping; relative paths are resolved against ``root``."""
+    from frugalmerge.search.algorithms import algorithm_names
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    root = Path(root).expanduser().resolve()
+    zoo_models, zoo_benchmarks = _zoo_parts(raw, root)
+    if check_paths:
+        _resolve_models(raw, root, zoo_models)
+    own = dict(raw.get("benchmarks") or {})
+    for name, spec in own.items():
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            for split in ("search", "test"):
+                if split in spec:
+                    spec[split] = str(_resolve_path(str(spec[split]), root))
+            own[name] = spec
+    raw["benchmarks"] = {**zoo_benchmarks, **own}
+    try:
+        cfg = SearchConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(f"config: {loc}: {err['msg']}") from None
+    _check_semantics(cfg, algorithm_names(), check_paths=check_paths)
+    return cfg
+
+
+def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: bool) -> None:
+    if not cfg.objectives:
+        raise ConfigError("config: objectives: at least one objective is required")
+    names = cfg.objective_names
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config: objectives: duplicate objective names {names}")
+    if cfg.algorithm.name not in algorithms:
+        raise ConfigError(f"config: algorithm.name: unknown algorithm {cfg.algorithm.name!r} "
+                          f"(known: {', '.join(algorithms)})")
+    if not cfg.search and not cfg.global_search and not cfg.method.is_gene:
+        raise ConfigError("config: empty search space: nothing is searched (give `search`, "
+                          "`global_search`, or several method choices)")
+    used = set().union(*(METHOD_MODEL_PARAMS[m] for m in cfg.method.choices))
+    for pname in cfg.search:
+        if pname not in used:
+            raise ConfigError(f"config: search.{pname}: parameter not used by method(s) "
+                              f"{list(cfg.method.choices)} (they use {sorted(used)})")
+        if pname in cfg.fixed.model_parameters:
+            raise ConfigError(f"config: {pname} is both searched and fixed")
+    gused = set().union(*(METHOD_GLOBAL_PARAMS[m] for m in cfg.method.choices))
+    for pname in cfg.global_search:
+        if pname not in gused:
+            raise ConfigError(f"config: global_search.{pname}: parameter not used by method(s) "
+                              f"{list(cfg.method.choices)} (they use {sorted(gused)})")
+    if any(m in NEEDS_BASE for m in cfg.method.choices) and cfg.base_model is None:
+        raise ConfigError(f"config: base_model is required by method(s) "
+                          f"{sorted(m for m in cfg.method.choices if m in NEEDS_BASE)}")
+    if check_paths:
+        from frugalmerge.search.algorithms import check_algorithm
+        from frugalmerge.search.space import SearchSpace
+
+        check_algorithm(cfg.algorithm.name, len(cfg.objectives), SearchSpace(cfg).n_var)
+    for obj in cfg.objectives:
+        if obj.benchmark is not None:
+            if obj.benchmark not in cfg.benchmarks:
+                known = ", ".join(sorted(cfg.benchmarks)) or "none defined"
+                raise ConfigError(f"config: objective {obj.name!r}: unknown benchmark {obj.benchmark!r} "
+                                  f"(known: {known})")
+            if check_paths:
+                spec = cfg.benchmarks[obj.benchmark]
+                for split in ("search", "test"):
+                    path = getattr(spec, split)
+                    if not Path(path).is_file():
+                        raise ConfigError(f"config: benchmark {obj.benchmark!r}: {split} split {path} does not exist")
+            _check_estimator(obj)
+        else:
+            resolve_function(obj.function or "", obj.name)
+
+
+def _check_estimator(obj: ObjectiveSpec) -> None:
+    if obj.estimator == "full":
+        return
+    try:
+        from frugalmerge.estimators import estimator_names
+    except ImportError:  # estimators not installed: checked again when fitting
+        return
+    known = estimator_names()
+    if obj.estimator not in known:
+        raise ConfigError(f"config: objective {obj.name!r}: unknown estimator {obj.estimator!r} "
+                          f"(known: {', '.join(known)})")
+
+
+def resolve_function(spec: str, objective: str) -> Any:
+    """Import ``module:attr`` (a function objective); :class:`ConfigError` when it cannot."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        fn = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"config: objective {objective!r}: cannot import function {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise ConfigError(f"config: objective {objective!r}: {spec!r} is not callable")
+    return fn
+
+
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """Read and validate a YAML config file (relative paths against its directory)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is None:
+        raise ConfigError(f"config file {path} is empty")
+    if overrides:
+        raw = {**raw, **overrides}
+    return config_from_dict(raw, path.parent)

@@ -1,0 +1,399 @@
+"""Fitness: objectives of a candidate recipe, cheap (subset + estimator) or full.
+
+Objective kinds live in a registry (``@register_objective``):
+
+* ``benchmark`` - the candidate is materialised in place by the merge engine, evaluated on the
+  ``k`` items its estimator selected from the benchmark's SEARCH split, and the estimator predicts
+  its accuracy on the whole search split (``estimator: full`` evaluates every search item instead).
+  How the estimator is fitted (:meth:`BenchmarkObjective.calibrate`): before the search, the
+  sources, the base and ``calibration.random_merges`` seeded random recipes of the search space are
+  evaluated on the calibration pool (the whole search split, or ``calibration.pool`` seeded random
+  items of it); the estimator is fitted on that response matrix (target = each model's pool mean)
+  with ``k`` and the run's seed. Every one of those item evaluations counts in the run's items.
+* ``function`` - ``module:attr`` called with the recipe dict and ``split`` ("search"/"test"),
+  returning a score to maximise (1 item per call); for custom or synthetic objectives.
+
+The TEST split is only touched by :meth:`Objective.test_score`, at the end of a run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from frugalmerge.search.config import ObjectiveSpec, SearchConfig, resolve_function
+from frugalmerge.search.errors import SearchError
+from frugalmerge.search.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Score:
+    """One objective's value for one candidate: estimate, standard error, items it cost."""
+
+    value: float
+    se: float
+    items: int
+
+
+@dataclass(frozen=True)
+class TestScore:
+    """True accuracy on the held-out test split: mean, standard error, number of items."""
+
+    acc: float
+    se: float
+    n: int
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a mean of ``n`` scores in [0, 1] with mean ``p``."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1))
+
+
+# --- the live model -------------------------------------------------------------------------------
+
+class ModelHost:
+    """Owns the merge engine and the one live module; materialises each recipe once in a row."""
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.config = config
+        self._engine: Any = None
+        self._current: str | None = None
+        self._model: Any = None
+        self.seed = config.seed
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from frugalmerge.merging import MergeEngine
+
+            self._engine = MergeEngine(list(self.config.models.values()), self.config.base_model, device="cpu")
+        return self._engine
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    def model_for(self, recipe: dict[str, Any], key: str) -> Any:
+        """The live module holding ``recipe``'s merged weights (materialised unless already there)."""
+        from frugalmerge.search.space import to_merge_recipe
+
+        if key != self._current:
+            self._current = None  # a failure half-way must not leave a stale key
+            self._model = self.engine.materialize(to_merge_recipe(recipe), seed=self.seed)
+            self._current = key
+        return self._model
+
+
+def source_recipe(config: SearchConfig, name: str) -> dict[str, Any]:
+    """A recipe equal to source model ``name`` (linear, weight 1 on it, 0 on the others)."""
+    return {
+        "merge_method": "linear",
+        "models": [{"model": path, "parameters": {"weight": 1.0 if m == name else 0.0}}
+                   for m, path in config.models.items()],
+        "parameters": {"normalize": False},
+        "dtype": config.dtype,
+    }
+
+
+def base_recipe(config: SearchConfig) -> dict[str, Any]:
+    """A recipe equal to the base model (task arithmetic with every weight 0)."""
+    return {
+        "merge_method": "task_arithmetic",
+        "base_model": config.base_model,
+        "models": [{"model": path, "parameters": {"weight": 0.0}} for path in config.models.values()],
+        "dtype": config.dtype,
+    }
+
+
+# --- objectives ------------------------------------------------------------------------------------
+
+class Objective:
+    """Base class: ``evaluate`` (search-time estimate) and ``test_score`` (end of run)."""
+
+    def __init__(self, spec: ObjectiveSpec, config: SearchConfig, host: ModelHost) -> None:
+        self.spec = spec
+        self.config = config
+        self.host = host
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def calibrate(self, recipes: list[tuple[str, dict[str, Any], str]]) -> int:
+        """Fit whatever the objective needs before the search; returns items evaluated."""
+        return 0
+
+    def state(self) -> dict[str, Any]:
+        """Picklable fitted state (restored on resume instead of calibrating again)."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`."""
+
+    def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
+        raise NotImplementedError
+
+    def test_score(self, recipe: dict[str, Any], key: str) -> TestScore:
+        raise NotImplementedError
+
+    def full_items(self) -> int:
+        """Items one candidate costs with full-benchmark fitness."""
+        return 1
+
+    def promote(self, recipe: dict[str, Any], key: str, k: int) -> Score:
+        """A higher-fidelity estimate (multi-fidelity); by default the same as :meth:`evaluate`."""
+        return self.evaluate(recipe, key)
+
+    def describe(self) -> str:
+        return self.name
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(kind: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator adding an objective kind."""
+
+    def deco(cls: type[Objective]) -> type[Objective]:
+        OBJECTIVES[kind] = cls
+        return cls
+
+    return deco
+
+
+@register_objective("function")
+class FunctionObjective(Objective):
+    """``module:attr(recipe, split=...) -> float``; counts one item per call."""
+
+    def __init__(self, spec: ObjectiveSpec, config: SearchConfig, host: ModelHost) -> None:
+        super().__init__(spec, config, host)
+        self.fn = resolve_function(spec.function or "", spec.name)
+
+    def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
+        return Score(float(self.fn(recipe, split="search")), 0.0, 1)
+
+    def test_score(self, recipe: dict[str, Any], key: str) -> TestScore:
+        return TestScore(float(self.fn(recipe, split="test")), 0.0, 1)
+
+    def describe(self) -> str:
+        return f"{self.name}: function {self.spec.function}"
+
+
+@register_objective("benchmark")
+class BenchmarkObjective(Objective):
+    """A benchmark: cheap (k items + estimator) or full (every search item) accuracy."""
+
+    def __init__(self, spec: ObjectiveSpec, config: SearchConfig, host: ModelHost) -> None:
+        super().__init__(spec, config, host)
+        self.bench_spec = config.benchmarks[spec.benchmark or ""]
+        self._search: Any = None
+        self._test: Any = None
+        self.full = config.fitness == "full" or spec.estimator == "full"
+        self.estimator: Any = None
+        self.items: list[str] = []
+        self.pool: list[str] = []
+        self.calibration: dict[str, Any] = {}
+        self._promoted: dict[int, Any] = {}
+
+    # data
+    def _load(self, split: str) -> Any:
+        from frugalmerge.evaluation import load_benchmark
+
+        path = getattr(self.bench_spec, split)
+        return load_benchmark(path, task=self.bench_spec.task or None, name=f"{self.spec.benchmark}:{split}")
+
+    @property
+    def search_bench(self) -> Any:
+        if self._search is None:
+            self._search = self._load("search")
+        return self._search
+
+    @property
+    def test_bench(self) -> Any:
+        if self._test is None:
+            self._test = self._load("test")
+        return self._test
+
+    def full_items(self) -> int:
+        return len(self.search_bench.items)
+
+    def _responses(self, bench: Any, recipe: dict[str, Any], key: str, item_ids: list[str] | None) -> dict[str, float]:
+        from frugalmerge.evaluation import evaluate
+
+        model = self.host.model_for(recipe, key)
+        return evaluate(model, self.host.tokenizer, bench, item_ids, batch_size=self.config.batch_size)
+
+    # calibration
+    def calibrate(self, recipes: list[tuple[str, dict[str, Any], str]]) -> int:
+        """Evaluate ``recipes`` (name, recipe, key) on the pool and fit the estimator."""
+        all_ids = [item.id for item in self.search_bench.items]
+        if self.full:
+            self.items = all_ids
+            return 0
+        from frugalmerge.estimators import ResponseMatrix, make_estimator
+
+        pool_size = self.config.calibration.pool
+        if pool_size is not None and pool_size < len(all_ids):
+            rng = np.random.default_rng([self.config.seed, 7919])
+            self.pool = sorted(rng.choice(all_ids, size=pool_size, replace=False).tolist(), key=all_ids.index)
+        else:
+            self.pool = all_ids
+        if len(recipes) < 2:
+            raise SearchError(f"objective {self.name!r}: the estimator needs at least 2 calibration models "
+                              "(sources, base or calibration.random_merges)")
+        rows = []
+        for _, recipe, key in recipes:
+            resp = self._responses(self.search_bench, recipe, key, self.pool)
+            rows.append([resp[i] for i in self.pool])
+        values = np.asarray(rows, dtype=np.float64)
+        matrix = ResponseMatrix(values=values, model_ids=tuple(n for n, _, _ in recipes),
+                                item_ids=tuple(self.pool), name=f"calibration:{self.name}")
+        params = dict(self.spec.estimator_params)
+        if self.spec.subset is not None:
+            params["subset"] = self.spec.subset
+        est = make_estimator(self.spec.estimator, **params)
+        est.fit(matrix, k=min(self.spec.k, len(self.pool)), seed=self.config.seed)
+        self.estimator = est
+        self.items = list(est.selected_items_)
+        self.calibration = {"models": [n for n, _, _ in recipes], "values": values,
+                            "pool": list(self.pool), "means": values.mean(axis=1)}
+        return int(values.size)
+
+    def state(self) -> dict[str, Any]:
+        return {"estimator": self.estimator, "items": self.items, "pool": self.pool,
+                "calibration": self.calibration}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.estimator = state["estimator"]
+        self.items = list(state["items"])
+        self.pool = list(state["pool"])
+        self.calibration = dict(state["calibration"])
+
+    # scoring
+    def _estimate(self, estimator: Any, items: list[str], resp: dict[str, float]) -> tuple[float, float]:
+        from frugalmerge.estimators import ResponseMatrix
+
+        row = np.asarray([[resp[i] for i in items]], dtype=np.float64)
+        obs = ResponseMatrix(values=row, model_ids=("candidate",), item_ids=tuple(items))
+        est = estimator.predict(obs)
+        return float(est.score[0]), float(est.se[0])
+
+    def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
+        resp = self._responses(self.search_bench, recipe, key, self.items)
+        if self.full or self.estimator is None:
+            mean = float(np.mean([resp[i] for i in self.items]))
+            return Score(mean, binomial_se(mean, len(self.items)), len(self.items))
+        value, se = self._estimate(self.estimator, self.items, resp)
+        return Score(value, se, len(self.items))
+
+    def promote(self, recipe: dict[str, Any], key: str, k: int) -> Score:
+        """Re-estimate on ``k`` items (an estimator refitted with k on the calibration data)."""
+        if self.full or self.estimator is None or k <= len(self.items):
+            return self.evaluate(recipe, key)
+        if k >= len(self.pool):
+            resp = self._responses(self.search_bench, recipe, key, self.pool)
+            mean = float(np.mean([resp[i] for i in self.pool]))
+            return Score(mean, binomial_se(mean, len(self.pool)), len(self.pool))
+        if k not in self._promoted:
+            from frugalmerge.estimators import ResponseMatrix, make_estimator
+
+            cal = self.calibration
+            matrix = ResponseMatrix(values=cal["values"], model_ids=tuple(cal["models"]),
+                                    item_ids=tuple(cal["pool"]), name=f"calibration:{self.name}")
+            params = dict(self.spec.estimator_params)
+            if self.spec.subset is not None:
+                params["subset"] = self.spec.subset
+            est = make_estimator(self.spec.estimator, **params).fit(matrix, k=k, seed=self.config.seed)
+            self._promoted[k] = est
+        est = self._promoted[k]
+        items = list(est.selected_items_)
+        resp = self._responses(self.search_bench, recipe, key, items)
+        value, se = self._estimate(est, items, resp)
+        return Score(value, se, len(items))
+
+    def test_score(self, recipe: dict[str, Any], key: str) -> TestScore:
+        resp = self._responses(self.test_bench, recipe, key, None)
+        vals = np.asarray(list(resp.values()), dtype=np.float64)
+        mean = float(vals.mean())
+        return TestScore(mean, float(vals.std(ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else 0.0, len(vals))
+
+    def describe(self) -> str:
+        if self.full:
+            return f"{self.name}: benchmark {self.spec.benchmark}, full search split ({len(self.items)} items)"
+        return (f"{self.name}: benchmark {self.spec.benchmark}, estimator {self.spec.estimator} on "
+                f"{len(self.items)} of {len(self.pool)} pool items")
+
+
+def make_objective(spec: ObjectiveSpec, config: SearchConfig, host: ModelHost) -> Objective:
+    """Instantiate the objective kind of ``spec``."""
+    kind = "function" if spec.function is not None else "benchmark"
+    return OBJECTIVES[kind](spec, config, host)
+
+
+@dataclass
+class Fitness:
+    """All objectives of a run plus the shared live model."""
+
+    config: SearchConfig
+    space: SearchSpace
+    host: ModelHost
+    objectives: list[Objective] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, config: SearchConfig, space: SearchSpace) -> Fitness:
+        host = ModelHost(config)
+        return cls(config, space, host, [make_objective(s, config, host) for s in config.objectives])
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    @property
+    def needs_models(self) -> bool:
+        return any(isinstance(o, BenchmarkObjective) for o in self.objectives)
+
+    def calibration_recipes(self) -> list[tuple[str, dict[str, Any], str]]:
+        """(name, recipe, key) of the models the estimators are fitted on (see module docstring)."""
+        from frugalmerge.search.space import recipe_key
+
+        cal = self.config.calibration
+        out: list[tuple[str, dict[str, Any]]] = []
+        if cal.include_sources:
+            out += [(f"source:{m}", source_recipe(self.config, m)) for m in self.config.models]
+        if cal.include_base and self.config.base_model is not None:
+            out.append(("base", base_recipe(self.config)))
+        rng = np.random.default_rng([self.config.seed, 104729])
+        for i, x in enumerate(self.space.random(rng, cal.random_merges)):
+            out.append((f"random:{i}", self.space.decode(x)))
+        return [(n, r, recipe_key(r)) for n, r in out]
+
+    def calibrate(self) -> int:
+        """Fit every objective's estimator; returns items evaluated."""
+        if not any(isinstance(o, BenchmarkObjective) and not o.full for o in self.objectives):
+            for o in self.objectives:
+                o.calibrate([])
+            return 0
+        recipes = self.calibration_recipes()
+        return sum(o.calibrate(recipes) for o in self.objectives)
+
+    def state(self) -> dict[str, Any]:
+        return {o.name: o.state() for o in self.objectives}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for o in self.objectives:
+            o.restore(state.get(o.name, {}))
+
+    def evaluate(self, recipe: dict[str, Any], key: str) -> tuple[dict[str, Score], float]:
+        """Every objective's score for ``recipe`` and the seconds it took."""
+        t0 = time.perf_counter()
+        scores = {o.name: o.evaluate(recipe, key) for o in self.objectives}
+        return scores, time.perf_counter() - t0
+
+    def full_items(self) -> int:
+        """Items one candidate costs with full-benchmark fitness (all objectives)."""
+        return sum(o.full_items() for o in self.objectives)

@@ -1,0 +1,43 @@
+"""Cheap REAL objectives for the search tests: functions of the recipe (no model evaluation).
+
+Importable by the ``evolve`` subprocesses of the tests (``tests/`` is put on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+TARGET = {"model_a": 0.8, "model_b": 0.3}
+
+
+def _weights(recipe: dict[str, Any]) -> list[float]:
+    out = []
+    for m in recipe["models"]:
+        w = m["parameters"].get("weight", 0.0)
+        out.append(sum(w) / len(w) if isinstance(w, list) else float(w))
+    return out
+
+
+def closeness(recipe: dict[str, Any], split: str = "search") -> float:
+    """1 - squared distance of the (layer-mean) weights to (0.8, 0.3, ...); max 1 at the target.
+
+    ``FM_TEST_SLEEP`` seconds per call slow the run so a test can kill it mid-generation."""
+    delay = float(os.environ.get("FM_TEST_SLEEP", "0"))
+    if delay:
+        time.sleep(delay)
+    w = _weights(recipe)
+    target = [0.8, 0.3, 0.5, 0.5][: len(w)]
+    return 1.0 - sum((a - b) ** 2 for a, b in zip(w, target))
+
+
+def first_weight(recipe: dict[str, Any], split: str = "search") -> float:
+    """Objective 1 of a 2-objective trade-off: the first model's weight."""
+    return closeness(recipe, split) * 0 + _weights(recipe)[0]
+
+
+def second_weight(recipe: dict[str, Any], split: str = "search") -> float:
+    """Objective 2: 1 - first weight + half the second (conflicts with objective 1)."""
+    w = _weights(recipe)
+    return 1.0 - w[0] + 0.5 * w[1]
