@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.special import expit as _expit
 from pydantic import BaseModel, ConfigDict, Field
 
 from frugalmerge.estimators.errors import EstimatorError, ResponseError
@@ -75,7 +76,7 @@ class IRTParams:
 
     def prob(self, theta: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
         """P(correct) for abilities ``theta`` (n, D) on all items (or the columns ``cols``)."""
-        return 1.0 / (1.0 + np.exp(-self.logits(theta, cols)))
+        return _expit(self.logits(theta, cols))
 
     def subset(self, cols: np.ndarray) -> IRTParams:
         return IRTParams(self.a[cols], self.d[cols], self.theta_sd, tuple(self.item_ids[c] for c in cols),
@@ -290,7 +291,7 @@ def estimate_ability(
 
     current = log_post(theta)
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(theta @ a.T + d)))
+        p = _expit(theta @ a.T + d)
         r = np.where(mask, y0 - p, 0.0)
         grad = r @ a - inv_s2 * theta
         w = np.where(mask, p * (1 - p), 0.0)
@@ -309,7 +310,7 @@ def estimate_ability(
         theta, current = cand, np.maximum(new, current)
         if np.abs(scale[:, None] * step).max() < 1e-7:
             break
-    p = 1.0 / (1.0 + np.exp(-(theta @ a.T + d)))
+    p = _expit(theta @ a.T + d)
     w = np.where(mask, p * (1 - p), 0.0)
     hess = np.einsum("nk,ki,kj->nij", w, a, a) + inv_s2 * eye
     sd = np.sqrt(np.diagonal(np.linalg.inv(hess), axis1=1, axis2=2))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit as _expit
 
 from frugalmerge.estimators.components import (
     apply_calibration,
@@ -223,7 +224,7 @@ def merged_theta(params: IRTParams, y: np.ndarray, cols: np.ndarray, endpoints: 
         w = np.exp(z - z.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
         theta = w @ endpoints
-        p = 1.0 / (1.0 + np.exp(-(theta @ a.T + d)))
+        p = _expit(theta @ a.T + d)
         g = np.where(mask, y0 - p, 0.0) @ a  # d loglik / d theta
         gw = g @ endpoints.T
         z += 4.0 * w * (gw - (w * gw).sum(axis=1, keepdims=True)) / n_obs

@@ -76,7 +76,7 @@ class ResponseMatrix:
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise ResponseError(
-                f"{self.name}: response {values[r, c]!r} of model {model_ids[r]!r} on item "
+                f"{self.name}: response {float(values[r, c])!r} of model {model_ids[r]!r} on item "
                 f"{item_ids[c]!r} is outside [0, 1]"
             )
         empty_rows = np.isnan(values).all(axis=1)
@@ -93,7 +93,7 @@ class ResponseMatrix:
             if ((target < 0) | (target > 1)).any():
                 i = int(np.argmax((target < 0) | (target > 1)))
                 raise ResponseError(
-                    f"{self.name}: target {target[i]!r} of model {model_ids[i]!r} is outside [0, 1] "
+                    f"{self.name}: target {float(target[i])!r} of model {model_ids[i]!r} is outside [0, 1] "
                     "(targets are fractions, not percentages)"
                 )
             target.setflags(write=False)
