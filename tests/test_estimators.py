@@ -1,0 +1,184 @@
+"""Estimators: exact values on constructed cases, the default's behaviour, cards, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from frugalmerge.estimators import load_card, make_estimator, save_card
+from frugalmerge.estimators.components import fit_hgb, predict_hgb
+from frugalmerge.estimators.core import estimator_names
+from frugalmerge.estimators.errors import EstimatorError, UnknownNameError
+from frugalmerge.estimators.methods import merged_theta
+from frugalmerge.estimators.responses import ResponseMatrix
+
+
+def synthetic(n: int = 120, m: int = 30, seed: int = 0, target: bool = False) -> ResponseMatrix:
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(size=n)
+    a = np.exp(rng.normal(0, 0.3, m))
+    b = rng.normal(size=m)
+    p = 1 / (1 + np.exp(-a * (theta[:, None] - b)))
+    y = (rng.random((n, m)) < p).astype(float)
+    return ResponseMatrix(y, [f"m{i}" for i in range(n)], [f"q{j}" for j in range(m)],
+                          target=p.mean(axis=1) if target else None)
+
+
+@pytest.fixture(scope="module")
+def data() -> ResponseMatrix:
+    return synthetic()
+
+
+def test_registry_has_contract_methods():
+    names = estimator_names()
+    for required in ("random_mean", "anchor", "irt", "pirt", "gpirt", "mpirt", "gmpirt", "default"):
+        assert required in names
+    with pytest.raises(UnknownNameError, match="unknown estimator 'nope'"):
+        make_estimator("nope")
+    with pytest.raises(EstimatorError, match="unknown parameter 'foo'"):
+        make_estimator("pirt", foo=1)
+
+
+def test_random_mean_is_the_plain_mean(data):
+    est = make_estimator("random_mean", calibration="none").fit(data, k=7, seed=2)
+    obs = data.reveal(est.selected_items_)
+    np.testing.assert_allclose(est.predict(obs).score, obs.values.mean(axis=1))
+
+
+def test_anchor_is_the_cluster_weighted_mean(data):
+    est = make_estimator("anchor", calibration="none").fit(data, k=5, seed=0)
+    obs = data.reveal(est.selected_items_)
+    np.testing.assert_allclose(est.predict(obs).score, obs.values @ est.weights_)
+    assert est.weights_.sum() == pytest.approx(1.0)
+
+
+def test_calibration_maps_to_the_target():
+    # Target = 0.5 * item mean + 0.2: a linear calibration (n < 50) recovers it exactly with all items.
+    base = synthetic(n=40)
+    r = ResponseMatrix(base.values, base.model_ids, base.item_ids, target=0.5 * base.values.mean(axis=1) + 0.2)
+    est = make_estimator("random_mean").fit(r, k=30)
+    assert est.cal_kind_ == "linear"
+    np.testing.assert_allclose(est.predict(r.reveal(est.selected_items_)).score, r.target, atol=1e-9)
+
+
+def test_irt_pirt_gpirt_definitions(data):
+    irt = make_estimator("irt", calibration="none").fit(data, k=6)
+    obs = data.reveal(irt.selected_items_)
+    params = irt.irt_params()
+    theta, _ = irt._theta(obs.values)
+    np.testing.assert_allclose(irt.predict(obs).score, params.prob(theta).mean(axis=1))
+    pirt = make_estimator("pirt", calibration="none").fit(data, k=6)
+    p = params.prob(theta)
+    cols = np.asarray(pirt.sel_cols_)
+    unseen = np.setdiff1d(np.arange(30), cols)
+    expected = (obs.values.sum(axis=1) + p[:, unseen].sum(axis=1)) / 30  # λ = k/N
+    np.testing.assert_allclose(pirt.predict(obs).score, expected)
+    # With every item revealed, p-IRT and gp-IRT are the exact mean.
+    for name in ("pirt", "gpirt"):
+        est = make_estimator(name, calibration="none").fit(data, k=30)
+        np.testing.assert_allclose(est.predict(data).score, data.values.mean(axis=1), atol=1e-12)
+    gp = make_estimator("gpirt", calibration="none").fit(data, k=6)
+    assert 0.0 <= gp.gp_lambda_ <= 1.0
+    obs = data.reveal(gp.selected_items_)
+    anchor = obs.values @ gp.weights_
+    base = make_estimator("pirt", calibration="none").fit(data, k=6).predict(obs).score
+    np.testing.assert_allclose(gp.predict(obs).score, np.clip(gp.gp_lambda_ * anchor + (1 - gp.gp_lambda_) * base, 0, 1))
+
+
+def test_merged_theta_is_a_convex_combination_of_endpoints(data):
+    est = make_estimator("mpirt", calibration="none").fit(data, k=30, endpoints=["m0", "m1"])
+    assert est.endpoint_ids_ == ["m0", "m1"]
+    params = est.irt_params()
+    ends = np.asarray(est.endpoint_theta_)
+    # A model whose responses are the expected responses at the midpoint ability recovers w = (.5, .5).
+    mid = ends.mean(axis=0, keepdims=True)
+    y = params.prob(mid)
+    theta, w = merged_theta(params, y, np.arange(30), ends, steps=3000)
+    np.testing.assert_allclose(w, [[0.5, 0.5]], atol=2e-2)
+    np.testing.assert_allclose(theta, mid, atol=2e-2 * np.ptp(ends))
+    with pytest.raises(EstimatorError, match="endpoint 'zz' is not a training model"):
+        make_estimator("gmpirt").fit(data, k=5, endpoints=["zz"])
+
+
+def test_default_beats_subset_mean_and_reports_se():
+    both = synthetic(n=400, seed=1, target=True)
+    train, test = both.select_models(np.arange(300)), both.select_models(np.arange(300, 400))
+    est = make_estimator("default").fit(train, k=10, seed=0)
+    assert est.tier_ == "ridge" and len(est.selected_items_) == 10
+    out = est.predict(test.reveal(est.selected_items_))
+    mae_default = np.abs(out.score - test.target).mean()
+    mean = make_estimator("random_mean", calibration="none").fit(train, k=10)
+    mae_mean = np.abs(mean.predict(test.reveal(mean.selected_items_)).score - test.target).mean()
+    print(f"synthetic k=10: default MAE {100 * mae_default:.2f} pts, raw subset mean {100 * mae_mean:.2f} pts")
+    assert mae_default < mae_mean and (out.se > 0).all()
+    small = make_estimator("default").fit(train.select_models(np.arange(20)), k=10)
+    assert small.tier_ == "small" and np.isfinite(small.predict(test.reveal(small.selected_items_)).score).all()
+
+
+def test_default_handles_missing_revealed_items(data):
+    est = make_estimator("default").fit(data, k=8)
+    y = data.take_items(est.selected_items_).copy()
+    y[:, 0] = np.nan
+    obs = ResponseMatrix(y, data.model_ids, est.selected_items_)
+    assert np.isfinite(est.predict(obs).score).all()
+    with pytest.raises(EstimatorError, match="lack selected item"):
+        est.predict(data.reveal(est.selected_items_[1:]))
+
+
+def test_exported_trees_match_sklearn():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = x[:, 0] ** 2 + x[:, 1]
+    trees = fit_hgb(x, y, seed=0, max_iter=30, min_samples_leaf=10)
+    ref = HistGradientBoostingRegressor(max_iter=30, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=10,
+                                        early_stopping=False, random_state=0).fit(x, y)
+    np.testing.assert_allclose(predict_hgb(trees, x), ref.predict(x), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["default", "gmpirt", "anchor"])
+def test_card_round_trip(tmp_path, name):
+    train = synthetic(n=600, m=25, seed=3, target=True)
+    est = make_estimator(name).fit(train, k=8, seed=1)
+    save_card(est, train, tmp_path / "card", validation={"mae": 0.01})
+    back, card = load_card(tmp_path / "card")
+    assert card["selected_item_ids"] == est.selected_items_ and card["training_data"]["sha256"] == train.sha256()
+    assert not list((tmp_path / "card").glob("*.pkl"))
+    obs = train.reveal(est.selected_items_)
+    np.testing.assert_allclose(back.predict(obs).score, est.predict(obs).score)
+    np.testing.assert_allclose(back.predict(obs).se, est.predict(obs).se)
+
+
+def test_cli_bench_fit_predict(tmp_path):
+    from frugalmerge.cli import app
+
+    r = synthetic(n=60, m=20, seed=4, target=True)
+    r.to_csv(tmp_path / "r.csv", target_col="full")
+    runner = CliRunner()
+    res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "r.csv"), "--target", "full", "--k", "5,all",
+                              "--methods", "random_mean,pirt,default", "--folds", "3", "--json", str(tmp_path / "b.json"),
+                              "--plot", str(tmp_path / "b.png")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert len(doc["results"]) == 6
+    for row in doc["results"]:
+        assert set(row) == {"method", "k", "mae", "max_abs_error", "spearman", "n_test"}
+        assert row["n_test"] == 60 and row["k"] in (5, 20) and 0 <= row["mae"] <= row["max_abs_error"] <= 1
+    assert (tmp_path / "b.png").stat().st_size > 1000
+    res = runner.invoke(app, ["estimators", "fit", str(tmp_path / "r.csv"), "--target", "full", "--k", "6",
+                              "--folds", "3", "--out", str(tmp_path / "card")])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "card" / "card.json").read_text())
+    assert card["validation"]["mae"] > 0 and len(card["selected_item_ids"]) == 6
+    res = runner.invoke(app, ["estimators", "predict", str(tmp_path / "card"), str(tmp_path / "r.csv"),
+                              "--json", str(tmp_path / "p.json")])
+    assert res.exit_code == 0, res.output
+    preds = json.loads((tmp_path / "p.json").read_text())["predictions"]
+    assert set(preds) == set(r.model_ids) and all(0 <= v <= 1 for v in preds.values())
+    res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "missing.csv"), "--k", "5", "--json",
+                              str(tmp_path / "x.json")])
+    assert res.exit_code == 1 and "no such file" in res.output
