@@ -1,0 +1,234 @@
+"""The runner on tiny Llamas: teacher-forced vs generation agreement, log-likelihoods, padding
+invariance, cache hits, dtypes, language rule."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+from frugalmerge.evaluation import (
+    Benchmark,
+    EvalCache,
+    Item,
+    LanguageRule,
+    TaskSpec,
+    accuracy,
+    evaluate,
+    greedy_generate,
+    model_fingerprint,
+    score_continuations,
+)
+from frugalmerge.evaluation.prompts import encode_items
+from frugalmerge.evaluation.runner import RunContext
+
+WORDS = ["the", "cat", "dog", "plus", "minus", "is", "what", "answer", "=", "+", "-", "."]
+PROMPTS = ["what is 1 plus 2", "the cat", "the dog is what", "1 2 3 4 5 6 7",
+           "what is the answer", "cat dog cat dog cat", "9", "the answer is"]
+
+
+@pytest.fixture(scope="module")
+def random_model(tiny_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["model_a"], dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(tiny_models["model_a"])
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    """A tiny Llama trained for a few seconds to answer ``what is a plus b`` with
+    ``the answer is c`` and end of text (so greedy decoding stops by itself)."""
+    from transformers import LlamaForCausalLM
+
+    from frugalmerge.zoo.tiny import build_word_tokenizer, tiny_llama_config
+
+    tok = build_word_tokenizer(WORDS)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(len(tok), hidden_size=48, num_layers=2,
+                                               num_heads=4))
+    pairs = [(a, b) for a in range(1, 5) for b in range(1, 5) if a + b < 10]
+    texts = [f"what is {a} plus {b} the answer is {a + b}" for a, b in pairs]
+    seqs = [tok(t)["input_ids"] + [tok.eos_token_id] for t in texts]
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])
+    labels = ids.masked_fill(ids == 0, -100)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(150):
+        loss = model(input_ids=ids, attention_mask=(ids != 0).long(), labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    items = [Item(id=f"p{a}{b}", prompt=f"what is {a} plus {b}", answer=f"the answer is {a + b}")
+             for a, b in pairs]
+    return model.eval(), tok, items
+
+
+def _ctx(model, tok, bench, batch_size=4):
+    return RunContext(model=model, tokenizer=tok, benchmark=bench, batch_size=batch_size,
+                      advance=lambda n: None)
+
+
+def test_greedy_generation_matches_hf_generate(random_model):
+    model, tok = random_model
+    bench = Benchmark("g", TaskSpec(type="generative_exact"), [])
+    prompts = [tok(p)["input_ids"] for p in PROMPTS]
+    ours = greedy_generate(_ctx(model, tok, bench, batch_size=3), prompts, max_new_tokens=6)
+    for prompt, (ids, _) in zip(prompts, ours):
+        ref = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt),
+                             dtype=torch.long), max_new_tokens=6, do_sample=False,
+                             pad_token_id=0)[0, len(prompt):].tolist()
+        if tok.eos_token_id in ref:
+            ref = ref[: ref.index(tok.eos_token_id)]
+        assert ids == ref
+
+
+def test_generated_continuation_is_judged_correct_teacher_forced(random_model):
+    """Greedy tokens scored teacher-forced are all argmax; one changed token is not."""
+    model, tok = random_model
+    bench = Benchmark("g", TaskSpec(type="generative_exact"), [])
+    ctx = _ctx(model, tok, bench)
+    prompts = [tok(p)["input_ids"] for p in PROMPTS]
+    gens = greedy_generate(ctx, prompts, max_new_tokens=5)
+    rows = [(p, ids) for p, (ids, _) in zip(prompts, gens) if ids]
+    assert len(rows) >= 6
+    _, greedy = score_continuations(ctx, rows)
+    assert greedy.all()
+    wrong = [(p, ids[:-1] + [(ids[-1] + 1) % len(tok)]) for p, ids in rows]
+    _, greedy_wrong = score_continuations(ctx, wrong)
+    assert not greedy_wrong.any()
+
+
+def test_loglikelihood_equals_unpadded_manual_computation(random_model):
+    model, tok = random_model
+    ctx = _ctx(model, tok, Benchmark("g", TaskSpec(type="multiple_choice"), []), batch_size=8)
+    rows = [(tok(p)["input_ids"], tok(" dog is", add_special_tokens=False)["input_ids"])
+            for p in PROMPTS]
+    logprob, _ = score_continuations(ctx, rows)
+    for (context, cont), ours in zip(rows, logprob):
+        full = torch.tensor([context + cont])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(full).logits[0].float(), -1)
+        manual = sum(logp[len(context) - 1 + j, t].item() for j, t in enumerate(cont))
+        assert ours == pytest.approx(manual, abs=1e-4)
+
+
+def test_padding_invariance_batch_vs_single(random_model):
+    model, tok = random_model
+    items = [Item(id=f"x{i}", prompt=p, answer="the cat", choices=("the cat", "dog", "1 2 3"))
+             for i, p in enumerate(PROMPTS)]
+    bench = Benchmark("pad", TaskSpec(type="multiple_choice"), items)
+    enc = encode_items(bench, tok, items)
+    rows = [(e.prompt, t) for e in enc for t in e.targets]
+    single = score_continuations(_ctx(model, tok, bench, batch_size=1), rows)
+    batched = score_continuations(_ctx(model, tok, bench, batch_size=24), rows)
+    assert single[0] == pytest.approx(batched[0], abs=1e-4)
+    assert (single[1] == batched[1]).all()
+    for task in ("multiple_choice", "teacher_forced_exact", "generative_exact"):
+        b = bench.with_task(TaskSpec(type=task, max_new_tokens=4))
+        assert evaluate(model, tok, b, batch_size=1) == evaluate(model, tok, b, batch_size=5)
+
+
+def test_trained_model_generation_and_teacher_forcing_agree(trained_model):
+    model, tok, items = trained_model
+    wrong = [Item(id=it.id + "w", prompt=it.prompt, answer=it.answer[:-1] + "0") for it in items]
+    allitems = items + wrong
+    gen = evaluate(model, tok, Benchmark("t", TaskSpec(type="generative_exact", max_new_tokens=8),
+                                         allitems))
+    tf = evaluate(model, tok, Benchmark("t", TaskSpec(type="teacher_forced_exact"), allitems))
+    assert gen == tf
+    assert accuracy({k: gen[k] for k in (it.id for it in items)})[0] >= 0.9
+    assert sum(gen[w.id] for w in wrong) == 0
+    num = evaluate(model, tok, Benchmark("n", TaskSpec(type="generative_numeric",
+                                                        max_new_tokens=8), items))
+    assert num == {it.id: gen[it.id] for it in items}
+    # Stop strings cut generation: stopping at "is" leaves no number to extract.
+    cut = evaluate(model, tok, Benchmark("n", TaskSpec(type="generative_numeric", stop=(" is",),
+                                                        max_new_tokens=8), items))
+    assert sum(cut.values()) == 0
+
+
+def test_multiple_choice_picks_the_trained_answer(trained_model):
+    model, tok, items = trained_model
+    mc = [Item(id=it.id, prompt=it.prompt, answer="1",
+               choices=("the answer is 0", it.answer, "the cat is dog")) for it in items]
+    scores = evaluate(model, tok, Benchmark("mc", TaskSpec(type="multiple_choice"), mc))
+    assert accuracy(scores)[0] >= 0.9
+    norm = Benchmark("mc", TaskSpec(type="multiple_choice", choice_normalization="length"), mc)
+    assert accuracy(evaluate(model, tok, norm))[0] >= 0.9
+
+
+def test_language_rule_on_generated_answers(trained_model):
+    model, tok, items = trained_model
+    plain = evaluate(model, tok, Benchmark("n", TaskSpec(type="generative_numeric",
+                                                          max_new_tokens=8), items))
+    en = Benchmark("n", TaskSpec(type="generative_numeric", max_new_tokens=8,
+                                 language_rule=LanguageRule(target="en")), items)
+    de = Benchmark("n", TaskSpec(type="generative_numeric", max_new_tokens=8,
+                                 language_rule=LanguageRule(target="de")), items)
+    assert evaluate(model, tok, en) == plain and sum(plain.values()) > 0
+    assert sum(evaluate(model, tok, de).values()) == 0  # "the answer is 5" is English
+
+
+def test_cache_hits_and_settings(random_model):
+    model, tok = random_model
+    items = [Item(id=f"x{i}", prompt=p, answer="the cat") for i, p in enumerate(PROMPTS)]
+    bench = Benchmark("c", TaskSpec(type="teacher_forced_exact"), items)
+    cache = EvalCache()
+    first = evaluate(model, tok, bench, ["x1", "x2", "x3"], cache=cache)
+    assert cache.stats() == {"entries": 3, "hits": 0, "misses": 3}
+    fp = model_fingerprint(model)
+    again = evaluate(model, tok, bench, ["x3", "x1", "x4"], cache=cache, fingerprint=fp)
+    assert list(again) == ["x3", "x1", "x4"] and again["x1"] == first["x1"]
+    assert cache.hits == 2 and cache.misses == 4  # the default fingerprint is the weights hash
+    other = bench.with_task(TaskSpec(type="teacher_forced_exact", append_eos=False))
+    evaluate(model, tok, other, ["x1"], cache=cache, fingerprint=fp)
+    assert cache.misses == 5  # other settings, other key
+    evaluate(model, tok, bench, ["x1"], cache=cache, fingerprint="another-model")
+    assert cache.misses == 6
+
+
+def test_fingerprint_tracks_weights(random_model):
+    model, _ = random_model
+    before = model_fingerprint(model)
+    with torch.no_grad():
+        p = next(model.parameters())
+        saved = p[0, 0].clone()
+        p[0, 0] += 1.0
+        changed = model_fingerprint(model)
+        p[0, 0] = saved
+    assert changed != before and model_fingerprint(model) == before
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_models_run(trained_model, dtype):
+    model, tok, items = trained_model
+    low = type(model)(model.config).to(dtype)
+    low.load_state_dict({k: v.to(dtype) for k, v in model.state_dict().items()})
+    low.eval()
+    tf = evaluate(low, tok, Benchmark("t", TaskSpec(type="teacher_forced_exact"), items))
+    gen = evaluate(low, tok, Benchmark("t", TaskSpec(type="generative_exact", max_new_tokens=8),
+                                       items))
+    assert all(v in (0.0, 1.0) for v in tf.values())
+    assert accuracy(tf)[0] >= 0.75 and accuracy(gen)[0] >= 0.75
+    assert not math.isnan(accuracy(tf)[1])
+
+
+def test_chat_template_prompts(trained_model):
+    model, tok, items = trained_model
+    import copy
+
+    chat_tok = copy.deepcopy(tok)
+    # Role markers spelled with words of the tiny vocabulary: user -> "cat", assistant -> "dog".
+    chat_tok.chat_template = ("{% for m in messages %}{{ 'cat' if m['role'] == 'user' else 'dog' }}"
+                              " {{ m['content'] }} {% endfor %}"
+                              "{% if add_generation_prompt %}dog{% endif %}")
+    bench = Benchmark("c", TaskSpec(type="teacher_forced_exact", num_fewshot=1), items)
+    enc = encode_items(bench, chat_tok, items[:1])[0]
+    text = chat_tok.decode(enc.prompt)
+    assert re.fullmatch(r"cat what is \d plus \d dog the answer is \d cat what is 1 plus 1 dog", text)
+    plain = Benchmark("c", TaskSpec(type="teacher_forced_exact", use_chat_template=False), items)
+    assert encode_items(plain, chat_tok, items[:1])[0].prompt == tuple(tok(items[0].prompt)["input_ids"])
