@@ -5,8 +5,50 @@ Keep module-level imports light: heavy modules are imported inside the command f
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the top-level app."""
+    """Add ``frugalmerge merge`` to the top-level app."""
+
+    @app.command("merge")
+    def merge(
+        recipe: Path = typer.Argument(..., help="mergekit YAML config"),
+        out: Path = typer.Option(..., "--out", help="output Hugging Face model directory"),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+        dtype: Optional[str] = typer.Option(
+            None, "--dtype", help="float32, bfloat16 or float16 (default: the recipe's dtype)"
+        ),
+        seed: Optional[int] = typer.Option(None, "--seed", help="seed of DARE methods (default random_seed or 0)"),
+        max_device_memory: Optional[str] = typer.Option(
+            None, "--max-device-memory", help="device memory budget (e.g. 6GB); larger merges stream from disk"
+        ),
+        shard_size: str = typer.Option("2GiB", "--shard-size", help="maximum size of one output shard"),
+    ) -> None:
+        """Merge models as described by a mergekit YAML RECIPE into a Hugging Face directory."""
+        from frugalmerge.merging.errors import MergeError
+        from frugalmerge.merging.execute import describe_error, run_merge
+        from frugalmerge.merging.engine import parse_bytes
+        from frugalmerge.merging.recipe import MergeRecipe
+
+        try:
+            if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+                raise MergeError(f"--dtype {dtype!r} is not one of float32, bfloat16, float16")
+            if device != "cpu" and not device.startswith("cuda"):
+                raise MergeError(f"--device {device!r} is not cpu or cuda")
+            if device.startswith("cuda"):
+                import torch
+
+                if not torch.cuda.is_available():
+                    raise MergeError("--device cuda: no CUDA device is available")
+            # The streaming merge holds one tensor's inputs at a time: any budget above that works.
+            parse_bytes(max_device_memory)
+            parsed = MergeRecipe.from_yaml(Path(recipe))
+            run_merge(parsed, out, device=device, dtype=dtype, seed=seed, max_shard_bytes=parse_bytes(shard_size))
+        except (MergeError, OSError) as exc:
+            typer.echo(f"error: {describe_error(exc)}", err=True)
+            raise typer.Exit(code=1) from None
+        typer.echo(f"merged {parsed.merge_method} of {len(parsed.referenced_models())} models -> {out}")

@@ -1,0 +1,403 @@
+"""``MergeEngine``: load models once, cache task vectors, materialize candidates in place.
+
+Per tensor the engine keeps the reference tensor ``R`` (base model, else first model) and the
+task vectors ``D_m = M_m - R`` of the other models, in a storage dtype, on one of three tiers
+chosen by a placement plan under memory budgets: ``device`` (on the compute device), ``host``
+(CPU memory, pinned and streamed tensor by tensor when the device is a GPU) or ``mmap`` (read from
+the memory-mapped checkpoints at each materialization). ``materialize(recipe)`` writes the merged
+tensors straight into the parameters of one live ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from frugalmerge.merging.checkpoint import LM_HEAD, VOCAB_TENSORS, Checkpoint, check_compatible
+from frugalmerge.merging.errors import MergeError, PlacementError, RecipeError
+from frugalmerge.merging.methods import Operand
+from frugalmerge.merging.plan import MergePlan, build_plan
+from frugalmerge.merging.recipe import MergeRecipe
+
+TIERS = ("device", "host", "mmap")
+
+
+@dataclass(frozen=True)
+class TensorPlacement:
+    """Where one tensor's cached reference and task vectors live, and their size."""
+
+    name: str
+    tier: str
+    nbytes: int
+
+
+@dataclass
+class PlacementPlan:
+    """The engine's placement decisions under its budgets (printed at start-up)."""
+
+    device: str
+    device_budget: Optional[int]
+    host_budget: Optional[int]
+    module_bytes: int
+    tensors: list[TensorPlacement] = field(default_factory=list)
+
+    def bytes_on(self, tier: str) -> int:
+        return sum(t.nbytes for t in self.tensors if t.tier == tier)
+
+    def count_on(self, tier: str) -> int:
+        return sum(1 for t in self.tensors if t.tier == tier)
+
+    def tier_of(self, name: str) -> str:
+        return self._index[name]
+
+    def __post_init__(self) -> None:
+        self._index: dict[str, str] = {}
+
+    def finalize(self) -> None:
+        self._index = {t.name: t.tier for t in self.tensors}
+
+    def summary(self) -> str:
+        """A few lines: budgets and what went where."""
+
+        def gib(x: Optional[int]) -> str:
+            return "unlimited" if x is None else f"{x / 2**30:.2f} GiB"
+
+        lines = [
+            f"placement plan (device {self.device}; device budget {gib(self.device_budget)}, "
+            f"host budget {gib(self.host_budget)}; live module {gib(self.module_bytes)})"
+        ]
+        for tier, label in (("device", "on device"), ("host", "host memory (streamed)"), ("mmap", "memory-mapped from disk")):
+            lines.append(f"  {label:<26} {self.count_on(tier):>5} tensors  {gib(self.bytes_on(tier))}")
+        return "\n".join(lines)
+
+
+def _available_host_bytes() -> Optional[int]:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def parse_bytes(text: str | int | None) -> Optional[int]:
+    """``"6GB"``, ``"512MiB"``, ``"1.5G"`` or an integer number of bytes."""
+    if text is None or isinstance(text, int):
+        return text
+    s = str(text).strip().upper().replace(" ", "")
+    units = {"TIB": 2**40, "GIB": 2**30, "MIB": 2**20, "KIB": 2**10, "TB": 10**12, "GB": 10**9,
+             "MB": 10**6, "KB": 10**3, "T": 2**40, "G": 2**30, "M": 2**20, "K": 2**10, "B": 1}
+    for unit, mult in units.items():
+        if s.endswith(unit):
+            try:
+                return int(float(s[: -len(unit)]) * mult)
+            except ValueError:
+                break
+    try:
+        return int(float(s))
+    except ValueError:
+        raise MergeError(f"cannot read memory size {text!r} (try e.g. 6GB or 512MiB)") from None
+
+
+class MergeEngine:
+    """Loads base and endpoint models once and materializes merge recipes into one live module.
+
+    Args:
+        models: model directories (recipes refer to them by these same strings).
+        base_model: the base of task vectors (also the reference of the cache); default the first model.
+        device: ``"cpu"`` or ``"cuda"`` (or ``"cuda:N"``).
+        storage_dtype: dtype of cached tensors (default: the module dtype).
+        max_device_memory: bytes (or ``"6GB"``) the engine may use on the device, live module included;
+            default what the device reports free (no limit on CPU beyond host memory).
+        dtype: dtype of the live module (default float32).
+        max_host_memory: bytes of host memory for streamed tensors (default: available RAM).
+        threshold_cache: keep ``sort(|task vector|)`` for magnitude thresholds (TIES/breadcrumbs)
+            so that a candidate's threshold is a lookup instead of a selection (doubles the cache).
+        verbose: print the placement plan.
+    """
+
+    def __init__(
+        self,
+        models: list[str],
+        base_model: Optional[str] = None,
+        device: str = "cpu",
+        storage_dtype: Any = None,
+        max_device_memory: Any = None,
+        *,
+        dtype: Any = None,
+        max_host_memory: Any = None,
+        threshold_cache: bool = True,
+        verbose: bool = True,
+    ):
+        import torch
+
+        from frugalmerge.merging.execute import torch_dtype
+
+        self.models = [str(m) for m in models]
+        self.base_model = str(base_model) if base_model is not None else None
+        keys = list(dict.fromkeys(([self.base_model] if self.base_model else []) + self.models))
+        if not keys:
+            raise MergeError("MergeEngine needs at least one model")
+        self.ref_key = keys[0]
+        self.keys = keys
+        self.device = torch.device(device)
+        self.dtype = torch_dtype(dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+        self.storage_dtype = (
+            torch_dtype(storage_dtype) if isinstance(storage_dtype, str) else (storage_dtype or self.dtype)
+        )
+        self.threshold_cache = threshold_cache
+        self.ckpts = {k: Checkpoint(k) for k in keys}
+        check_compatible(self.ckpts, allow_vocab_mismatch=True)
+        self._aligner = None
+        if self._vocab_differs():
+            from frugalmerge.merging.execute import VocabAligner
+
+            self._aligner = VocabAligner(self.ckpts, self.ref_key, self.base_model)
+        self.others = [k for k in keys if k != self.ref_key]
+        self.module = self._load_module()
+        self._params = self._param_views()
+        self.plan = self._make_plan(parse_bytes(max_device_memory), parse_bytes(max_host_memory))
+        self._ref: dict[str, Any] = {}
+        self._delta: dict[str, Any] = {}  # name -> tensor [len(others), numel]
+        self._sorted: dict[tuple[str, int], Any] = {}
+        self._abs_sum: dict[tuple[str, int], float] = {}
+        self._fill_cache()
+        self._plans: OrderedDict[str, MergePlan] = OrderedDict()
+        self._scratch: dict = {}
+        self._tokenizer = None
+        if verbose:
+            from rich.console import Console
+
+            Console(stderr=True).print(self.plan.summary(), highlight=False)
+
+    # ------------------------------------------------------------------ set-up
+    def _vocab_differs(self) -> bool:
+        ref = self.ckpts[self.ref_key]
+        return any(
+            ck.has(n) and ref.has(n) and ck.shapes[n] != ref.shapes[n]
+            for ck in self.ckpts.values() for n in VOCAB_TENSORS
+        )
+
+    def _load_module(self):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        module = AutoModelForCausalLM.from_pretrained(str(self.ckpts[self.ref_key].path), dtype=self.dtype)
+        module.to(self.device).eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        del torch
+        return module
+
+    def _param_views(self) -> dict[str, Any]:
+        views = {}
+        named = dict(self.module.named_parameters())
+        named.update(dict(self.module.named_buffers()))
+        ref = self.ckpts[self.ref_key]
+        for name in ref.names:
+            if name in named:
+                views[name] = named[name]
+        if LM_HEAD not in views and LM_HEAD in ref.names:
+            head = self.module.get_output_embeddings()
+            if head is not None:
+                views[LM_HEAD] = head.weight
+        return views
+
+    def _tensor_names(self) -> list[str]:
+        names = list(self.ckpts[self.ref_key].names)
+        if LM_HEAD not in names and any(ck.has(LM_HEAD) for ck in self.ckpts.values()):
+            names.append(LM_HEAD)
+        return names
+
+    def _make_plan(self, device_budget: Optional[int], host_budget: Optional[int]) -> PlacementPlan:
+        import torch
+
+        if device_budget is None and self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            device_budget = int(free) + self._module_bytes()
+        if host_budget is None:
+            avail = _available_host_bytes()
+            host_budget = int(avail * 0.8) if avail else None
+        plan = PlacementPlan(str(self.device), device_budget, host_budget, self._module_bytes())
+        item = torch.empty((), dtype=self.storage_dtype).element_size()
+        copies = 1 + len(self.others) * (2 if self.threshold_cache else 1)
+        on_cpu = self.device.type == "cpu"
+        device_left = None if device_budget is None else device_budget - plan.module_bytes
+        if device_left is not None and device_left < 0:
+            raise PlacementError(
+                f"the live module alone needs {plan.module_bytes / 2**30:.2f} GiB, over the device budget "
+                f"of {device_budget / 2**30:.2f} GiB"
+            )
+        host_left = host_budget
+        shapes = self.ckpts[self.ref_key].shapes
+        for name in self._tensor_names():
+            shape = shapes.get(name) or shapes[name.replace(LM_HEAD, "model.embed_tokens.weight")]
+            nbytes = int(torch.Size(shape).numel()) * item * copies
+            if device_left is None or nbytes <= device_left:
+                tier = "device"
+                if device_left is not None:
+                    device_left -= nbytes
+                if on_cpu and host_left is not None:
+                    host_left -= nbytes
+            elif host_left is None or nbytes <= host_left:
+                tier = "host"
+                if host_left is not None:
+                    host_left -= nbytes
+            else:
+                tier = "mmap"
+            plan.tensors.append(TensorPlacement(name, tier, nbytes))
+        plan.finalize()
+        return plan
+
+    def _module_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.module.parameters())
+
+    def _read(self, key: str, name: str):
+        """One model's tensor for ``name`` (tied lm_head -> embeddings), vocabulary-aligned, float32."""
+        import torch
+
+        from frugalmerge.merging.execute import read_tensor
+
+        t = read_tensor(self.ckpts[key], name)
+        if self._aligner is not None and name in VOCAB_TENSORS:
+            t = self._aligner.align({key: t})[key]
+        return t.to(torch.float32)
+
+    def _fill_cache(self) -> None:
+        import torch
+
+        pin = self.device.type == "cuda"
+        for tp in self.plan.tensors:
+            if tp.tier == "mmap":
+                continue
+            target = self.device if tp.tier == "device" else torch.device("cpu")
+            ref = self._read(self.ref_key, tp.name)
+            r = ref.reshape(-1).to(self.storage_dtype)
+            if self.others:
+                d = torch.empty((len(self.others), r.numel()), dtype=self.storage_dtype)
+                for i, key in enumerate(self.others):
+                    d[i].copy_(self._read(key, tp.name).reshape(-1) - ref.reshape(-1))
+            else:
+                d = torch.empty((0, r.numel()), dtype=self.storage_dtype)
+            if tp.tier == "host" and pin:
+                r, d = r.pin_memory(), d.pin_memory()
+            self._ref[tp.name] = r.to(target)
+            self._delta[tp.name] = d.to(target)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def tokenizer(self):
+        """The reference model's tokenizer (loaded on first use)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.ckpts[self.ref_key].path))
+        return self._tokenizer
+
+    def plan_for(self, recipe: MergeRecipe) -> MergePlan:
+        """The resolved per-tensor plan of a recipe (cached for recently seen recipes)."""
+        key = recipe.model_dump_json()
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan
+        for m in recipe.referenced_models():
+            if m not in self.ckpts:
+                raise RecipeError(f"model {m} is not loaded in this engine (loaded: {', '.join(self.keys)})")
+        if recipe.tokenizer_source not in (None, "base", self.ref_key):
+            raise RecipeError(f"the engine aligns vocabularies to {self.ref_key}; tokenizer_source "
+                              f"{recipe.tokenizer_source!r} needs the CLI merge")
+        plan = build_plan(recipe, self.ckpts)
+        if plan.num_layers != self.ckpts[self.ref_key].num_layers:
+            raise RecipeError(
+                f"recipe produces {plan.num_layers} layers but the live module has "
+                f"{self.ckpts[self.ref_key].num_layers}: export it with `frugalmerge merge` instead"
+            )
+        for job in plan.jobs:
+            if job.out_name == LM_HEAD and self.module.config.tie_word_embeddings:
+                raise RecipeError("the live module ties lm_head to the embeddings but an input stores "
+                                  "its own lm_head.weight: export it with `frugalmerge merge` instead")
+            if job.out_name not in self._params:
+                raise RecipeError(f"output tensor {job.out_name} has no parameter in the live module")
+        self._plans[key] = plan
+        if len(self._plans) > 16:
+            self._plans.popitem(last=False)
+        return plan
+
+    def materialize(self, recipe: MergeRecipe, seed: Optional[int] = None):
+        """Write the merge of ``recipe`` into the live module's parameters (in place) and return it."""
+        import torch
+
+        from frugalmerge.merging.execute import merge_job
+
+        plan = self.plan_for(recipe)
+        seed = seed if seed is not None else (recipe.random_seed or 0)
+        use_sorted = self.threshold_cache and plan.method.sparsifier in ("magnitude", "magnitude_outliers")
+        with torch.no_grad():
+            for job in plan.jobs:
+                param = self._params[job.out_name]
+                ops = self._operands(job, use_sorted)
+                out = param.data.view(-1)
+                direct = out.dtype == torch.float32 and out.is_contiguous()
+                target = out if direct else self._out_buffer(out.numel())
+                merge_job(plan, job, ops, target, seed=seed, scratch=self._scratch)
+                if not direct:
+                    out.copy_(target)
+        return self.module
+
+    def _out_buffer(self, n: int):
+        import torch
+
+        buf = self._scratch.get("engine_out")
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, dtype=torch.float32, device=self.device)
+            self._scratch["engine_out"] = buf
+        return buf[:n]
+
+    def _operands(self, job, use_sorted: bool):
+        """Operands ``(R, D_m)`` for a job from the cache tiers (host/mmap tiers streamed now).
+
+        Operands of the same tensor name share one reference object, which lets the methods use
+        cached task vectors directly when the recipe's base is the engine's reference.
+        """
+        import torch
+
+        ops = []
+        refs: dict[str, Any] = {}
+        for model, name in job.sources:
+            tier = self.plan.tier_of(name)
+            if name not in refs:
+                if tier == "mmap":
+                    r = self._read(self.ref_key, name).reshape(-1).to(self.storage_dtype)
+                else:
+                    r = self._ref[name]
+                refs[name] = r.to(self.device, torch.float32, non_blocking=True)
+            r = refs[name]
+            if model == self.ref_key:
+                ops.append(Operand(r))
+                continue
+            if tier == "mmap":
+                d = self._read(model, name).reshape(-1).to(self.storage_dtype).to(self.device, torch.float32) - r
+                ops.append(Operand(r, d))
+                continue
+            idx = self.others.index(model)
+            d = self._delta[name][idx].to(self.device, torch.float32, non_blocking=True)
+            op = Operand(r, d)
+            if use_sorted:
+                op.sorted_abs = self._sorted_abs(name, idx)
+                op.abs_sum = self._abs_sum.get((name, idx))
+                if op.abs_sum is None:
+                    op.abs_sum = float(d.abs().sum(dtype=torch.float64))
+                    self._abs_sum[(name, idx)] = op.abs_sum
+            ops.append(op)
+        return ops
+
+    def _sorted_abs(self, name: str, idx: int):
+        import torch
+
+        key = (name, idx)
+        s = self._sorted.get(key)
+        if s is None:
+            s = torch.sort(self._delta[name][idx].abs().reshape(-1)).values
+            self._sorted[key] = s
+        return s

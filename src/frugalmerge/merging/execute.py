@@ -1,0 +1,371 @@
+"""The one code path for merge arithmetic, and the streaming (tensor-by-tensor, to disk) merge.
+
+Both :func:`run_merge` (CLI) and :class:`~frugalmerge.merging.engine.MergeEngine` express every
+input tensor as ``reference + delta`` (reference: the recipe's base model, else the first model)
+and call :func:`merge_job`, which dispatches to the registered method function.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+from frugalmerge.merging.checkpoint import (
+    LM_HEAD,
+    TOKENIZER_FILES,
+    VOCAB_TENSORS,
+    Checkpoint,
+    check_compatible,
+    resolve_name,
+)
+from frugalmerge.merging.errors import CheckpointError, MergeError, RecipeError
+from frugalmerge.merging.methods import Operand, TensorArgs
+from frugalmerge.merging.plan import MergePlan, TensorJob, build_plan
+from frugalmerge.merging.recipe import MergeRecipe
+
+DEFAULT_SHARD_BYTES = 2 * 1024**3
+
+
+def torch_dtype(name: Optional[str]):
+    """``"bfloat16"`` -> ``torch.bfloat16`` (None stays None)."""
+    import torch
+
+    if name is None:
+        return None
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+    if name not in table:
+        raise RecipeError(f"unknown dtype {name!r} (use one of {', '.join(table)})")
+    return table[name]
+
+
+def merge_job(plan: MergePlan, job: TensorJob, operands: list[Operand], out, *, seed: int, scratch: dict) -> None:
+    """Merge one output tensor from its operands (aligned with ``job.sources``) into flat ``out``."""
+    method = plan.method
+    if job.base_index is None:
+        base, inputs, per_input = None, operands, list(job.per_input)
+    else:
+        bi = job.base_index
+        base = operands[bi]
+        inputs = [op for i, op in enumerate(operands) if i != bi]
+        per_input = [p for i, p in enumerate(job.per_input) if i != bi]
+    method.fn(TensorArgs(job.out_name, out, base, inputs, job.shared, per_input, seed, scratch))
+
+
+def open_checkpoints(recipe: MergeRecipe, extra: tuple[str, ...] = ()) -> dict[str, Checkpoint]:
+    """Open (lazily) every model the recipe refers to and check they can be merged."""
+    ckpts: dict[str, Checkpoint] = {}
+    for key in (*recipe.referenced_models(), *extra):
+        if key not in ckpts:
+            ckpts[key] = Checkpoint(key)
+    check_compatible(ckpts, allow_vocab_mismatch=recipe.tokenizer_source is not None)
+    return ckpts
+
+
+def reference_model(recipe: MergeRecipe) -> str:
+    """The model every delta is taken against: the base model, else the first model."""
+    return recipe.base_model or recipe.referenced_models()[0]
+
+
+# ---------------------------------------------------------------------------- vocabulary
+class VocabAligner:
+    """Permutes vocabulary-axis tensors of models with other tokenizers onto one target vocabulary.
+
+    mergekit's rule for a token missing from some inputs: the embedding of the only model that has
+    it, else the base model's, else the mean over the models that have it (zeros if none).
+    """
+
+    def __init__(self, ckpts: dict[str, Checkpoint], target: str, base: Optional[str]):
+        self.vocabs = {}
+        for key, ck in ckpts.items():
+            vocab = ck.vocab()
+            if vocab is None:
+                raise CheckpointError(f"{key}: tokenizer_source needs tokenizer files in every model")
+            self.vocabs[key] = vocab
+        self.target = self.vocabs[target]
+        self.base = base
+        self.identity = {k: v == self.target for k, v in self.vocabs.items()}
+
+    def align(self, tensors: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        if all(self.identity[k] and t.shape[0] == len(self.target) for k, t in tensors.items()):
+            return tensors
+        n = len(self.target)
+        present = {k: torch.full((n,), -1, dtype=torch.long) for k in tensors}
+        for k in tensors:
+            vocab = self.vocabs[k]
+            rows = tensors[k].shape[0]
+            for tok, tid in self.target.items():
+                src = vocab.get(tok, -1)
+                if 0 <= src < rows:
+                    present[k][tid] = src
+        out = {}
+        first = next(iter(tensors.values()))
+        default = torch.zeros((n, *first.shape[1:]), dtype=torch.float32)
+        stacked_has = torch.stack([present[k] >= 0 for k in tensors])  # models x tokens
+        count = stacked_has.sum(0)
+        for tid in range(n):
+            if bool(stacked_has[:, tid].all()):
+                continue
+            keys = [k for j, k in enumerate(tensors) if stacked_has[j, tid]]
+            if len(keys) == 1:
+                default[tid] = tensors[keys[0]][present[keys[0]][tid]].float()
+            elif self.base in keys:
+                default[tid] = tensors[self.base][present[self.base][tid]].float()
+            elif keys:
+                default[tid] = sum(tensors[k][present[k][tid]].float() for k in keys) / count[tid]
+        for k, t in tensors.items():
+            idx = present[k]
+            new = default.to(t.dtype).clone()
+            ok = idx >= 0
+            new[ok] = t[idx[ok]]
+            out[k] = new
+        return out
+
+
+# ----------------------------------------------------------------------------- streaming
+@contextmanager
+def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+    """A temporary sibling directory renamed to ``out_dir`` on success, removed on failure."""
+    out = Path(out_dir).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "previous")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class ShardWriter:
+    """Collects tensors and writes safetensors shards of at most ``max_bytes`` (plus index)."""
+
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_SHARD_BYTES):
+        self.dir = directory
+        self.max_bytes = max_bytes
+        self.pending: dict[str, Any] = {}
+        self.pending_bytes = 0
+        self.shards: list[tuple[str, list[str]]] = []
+        self.total = 0
+
+    def add(self, name: str, tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
+        if self.pending and self.pending_bytes + size > self.max_bytes:
+            self.flush()
+        self.pending[name] = tensor.contiguous()
+        self.pending_bytes += size
+        self.total += size
+
+    def flush(self) -> None:
+        from safetensors.torch import save_file
+
+        if not self.pending:
+            return
+        fname = f"shard-{len(self.shards):05d}.safetensors"
+        save_file(self.pending, str(self.dir / fname), metadata={"format": "pt"})
+        self.shards.append((fname, list(self.pending)))
+        self.pending, self.pending_bytes = {}, 0
+
+    def close(self) -> None:
+        self.flush()
+        n = len(self.shards)
+        if n == 1:
+            os.replace(self.dir / self.shards[0][0], self.dir / "model.safetensors")
+            return
+        weight_map = {}
+        for i, (fname, names) in enumerate(self.shards, start=1):
+            final = f"model-{i:05d}-of-{n:05d}.safetensors"
+            os.replace(self.dir / fname, self.dir / final)
+            weight_map.update({name: final for name in names})
+        index = {"metadata": {"total_size": self.total}, "weight_map": weight_map}
+        (self.dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def output_dtype_name(recipe: MergeRecipe, override: Optional[str], ref: Checkpoint) -> str:
+    """CLI ``--dtype`` > recipe ``out_dtype`` > recipe ``dtype`` > the reference model's dtype."""
+    name = override or recipe.out_dtype or recipe.dtype
+    if name is None:
+        name = str(ref.config.get("dtype") or ref.config.get("torch_dtype") or "float32")
+    if name not in ("float32", "bfloat16", "float16", "float64"):
+        name = "float32"
+    return name
+
+
+def write_metadata(
+    tmp: Path, recipe: MergeRecipe, ckpts: dict[str, Checkpoint], plan: MergePlan, dtype_name: str,
+    vocab_size: Optional[int] = None,
+) -> None:
+    """config.json, tokenizer files, the mergekit YAML and a model card into ``tmp``."""
+    ref = ckpts[reference_model(recipe)]
+    config = dict(ref.config)
+    config["num_hidden_layers"] = plan.num_layers
+    config["dtype"] = dtype_name
+    config.pop("torch_dtype", None)
+    if vocab_size is not None:
+        config["vocab_size"] = vocab_size
+    if not any(j.out_name == LM_HEAD for j in plan.jobs):
+        config["tie_word_embeddings"] = True
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    tok_src = recipe.tokenizer_source
+    tok_model = recipe.base_model if tok_src in (None, "base") else tok_src
+    tok_model = tok_model or reference_model(recipe)
+    src_dir = ckpts[tok_model].path if tok_model in ckpts else Path(tok_model)
+    for fname in (*TOKENIZER_FILES, "generation_config.json"):
+        if (src_dir / fname).is_file():
+            shutil.copy2(src_dir / fname, tmp / fname)
+    yaml_text = recipe.to_yaml()
+    (tmp / "mergekit_config.yml").write_text(yaml_text, encoding="utf-8")
+    (tmp / "README.md").write_text(model_card(recipe, yaml_text), encoding="utf-8")
+
+
+def model_card(recipe: MergeRecipe, yaml_text: str) -> str:
+    """A short Hugging Face model card describing the merge."""
+    models = "\n".join(f"- `{m}`" for m in recipe.referenced_models())
+    base = f"`{recipe.base_model}`" if recipe.base_model else "none"
+    return (
+        "---\ntags:\n- merge\n- frugalmerge\n- mergekit\n---\n"
+        f"# Merged model\n\nMerged with [frugalmerge](https://github.com/) using the "
+        f"**{recipe.merge_method}** method (mergekit 0.1.5 semantics).\n\n"
+        f"Base model: {base}\n\nModels merged:\n{models}\n\n"
+        f"## Configuration\n\nThe recipe (mergekit YAML):\n\n```yaml\n{yaml_text}```\n"
+    )
+
+
+def read_tensor(ck: Checkpoint, name: str):
+    """``name`` from a checkpoint; a missing ``lm_head.weight`` is the tied embedding."""
+    stored = resolve_name(ck, name)
+    if stored is None:
+        raise CheckpointError(f"{ck.path}: tensor {name} is missing")
+    return ck.get(stored)
+
+
+def _load_operands(
+    job: TensorJob, ckpts: dict[str, Checkpoint], ref_key: str, in_dtype, aligner: Optional[VocabAligner]
+) -> tuple[list[Operand], bool]:
+    """Inputs of one job as ``reference + delta`` (float32), read from disk."""
+    import torch
+
+    raw = {}
+    keys = [m for m, _ in job.sources]
+    for model, name in job.sources:
+        raw[model] = read_tensor(ckpts[model], name)
+    ref_name = job.sources[0][1] if ref_key not in keys else dict(job.sources)[ref_key]
+    ref_raw = raw[ref_key] if ref_key in raw else read_tensor(ckpts[ref_key], ref_name)
+    if not ref_raw.is_floating_point():
+        return [Operand(raw[keys[0]].reshape(-1))], False
+    if aligner is not None and job.out_name in VOCAB_TENSORS:
+        aligned = aligner.align({**raw, **({ref_key: ref_raw} if ref_key not in raw else {})})
+        raw = {k: aligned[k] for k in raw}
+        ref_raw = aligned[ref_key]
+
+    def prep(t):
+        if in_dtype is not None:
+            t = t.to(in_dtype)
+        return t.to(torch.float32).reshape(-1)
+
+    ref = prep(ref_raw)
+    ops = []
+    for model, _ in job.sources:
+        if model == ref_key:
+            ops.append(Operand(ref))
+        else:
+            ops.append(Operand(ref, prep(raw[model]) - ref))
+    return ops, True
+
+
+def run_merge(
+    recipe: MergeRecipe,
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: Optional[str] = None,
+    seed: Optional[int] = None,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    progress: bool = True,
+) -> Path:
+    """Merge ``recipe`` tensor by tensor from disk into a Hugging Face directory at ``out_dir``.
+
+    Peak memory is one output shard plus the inputs of one tensor, so models larger than RAM can
+    be merged. The directory is written under a temporary name and renamed into place.
+    """
+    import torch
+
+    ckpts = open_checkpoints(recipe)
+    plan = build_plan(recipe, ckpts)
+    ref_key = reference_model(recipe)
+    dtype_name = output_dtype_name(recipe, dtype, ckpts[ref_key])
+    out_dtype = torch_dtype(dtype_name)
+    in_dtype = torch_dtype(dtype or recipe.dtype)
+    aligner = _aligner_for(recipe, ckpts)
+    seed = seed if seed is not None else (recipe.random_seed or 0)
+    dev = torch.device(device)
+    scratch: dict = {}
+    with atomic_dir(out_dir) as tmp:
+        writer = ShardWriter(tmp, max_shard_bytes)
+        vocab_size = None
+        for job in _progress(plan.jobs, progress, "merging"):
+            operands, is_float = _load_operands(job, ckpts, ref_key, in_dtype, aligner)
+            ck0 = ckpts[job.sources[0][0]]
+            shape = ck0.shapes[resolve_name(ck0, job.sources[0][1])]
+            if not is_float:
+                writer.add(job.out_name, operands[0].ref.reshape(shape).clone())
+                continue
+            if aligner is not None and job.out_name in VOCAB_TENSORS:
+                shape = (operands[0].ref.numel() // max(1, int(torch.tensor(shape[1:]).prod())), *shape[1:])
+                vocab_size = shape[0]
+            operands = [_to_device(op, dev) for op in operands]
+            out = torch.empty(operands[0].ref.numel(), dtype=torch.float32, device=dev)
+            merge_job(plan, job, operands, out, seed=seed, scratch=scratch)
+            writer.add(job.out_name, out.reshape(shape).to(out_dtype).cpu())
+        writer.close()
+        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab_size)
+    return Path(out_dir)
+
+
+def _to_device(op: Operand, dev) -> Operand:
+    if op.ref.device == dev:
+        return op
+    return Operand(op.ref.to(dev), None if op.delta is None else op.delta.to(dev))
+
+
+def _aligner_for(recipe: MergeRecipe, ckpts: dict[str, Checkpoint]) -> Optional[VocabAligner]:
+    src = recipe.tokenizer_source
+    if src is None:
+        return None
+    if src == "union":
+        raise RecipeError("tokenizer_source: union is not supported (use base or a model path)")
+    target = recipe.base_model if src == "base" else src
+    if target is None:
+        raise RecipeError("tokenizer_source: base needs a base_model")
+    if target not in ckpts:
+        ckpts[target] = Checkpoint(target)
+    return VocabAligner(ckpts, target, recipe.base_model)
+
+
+def _progress(items, enabled: bool, label: str):
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return track(items, description=label, transient=True)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the CLI."""
+    if isinstance(exc, MergeError):
+        return str(exc).splitlines()[0]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+

@@ -1,0 +1,48 @@
+"""``export_merge``: any recipe to a Hugging Face directory + mergekit YAML + model card, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from frugalmerge.merging.recipe import MergeRecipe
+
+if TYPE_CHECKING:
+    from frugalmerge.merging.engine import MergeEngine
+
+
+def export_merge(
+    recipe: MergeRecipe,
+    out_dir: str | Path,
+    engine: Optional["MergeEngine"] = None,
+    *,
+    seed: Optional[int] = None,
+    dtype: Optional[str] = None,
+) -> Path:
+    """Write the merge of ``recipe`` to ``out_dir`` (temporary directory, then rename).
+
+    With an ``engine`` the weights come from its in-memory materialization (no re-reading of the
+    inputs); without one the recipe is merged tensor by tensor from disk (:func:`run_merge`).
+    Either way the directory holds safetensors weights, ``config.json``, the tokenizer,
+    ``mergekit_config.yml`` (accepted by ``frugalmerge merge`` and mergekit) and ``README.md``.
+    """
+    from frugalmerge.merging.execute import atomic_dir, output_dtype_name, run_merge, torch_dtype, write_metadata
+
+    if engine is None:
+        return run_merge(recipe, out_dir, dtype=dtype, seed=seed, progress=False)
+    module = engine.materialize(recipe, seed=seed)
+    plan = engine.plan_for(recipe)
+    dtype_name = output_dtype_name(recipe, dtype, engine.ckpts[engine.ref_key])
+    out_dtype = torch_dtype(dtype_name)
+    from frugalmerge.merging.execute import ShardWriter
+
+    state = {name: p for name, p in engine._params.items()}
+    with atomic_dir(out_dir) as tmp:
+        writer = ShardWriter(tmp)
+        for job in plan.jobs:
+            writer.add(job.out_name, state[job.out_name].detach().to("cpu", out_dtype).clone())
+        writer.close()
+        vocab = module.get_input_embeddings().weight.shape[0] if engine._aligner is not None else None
+        ckpts = dict(engine.ckpts)
+        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab)
+    return Path(out_dir)

@@ -1,0 +1,512 @@
+"""The merge-method registry and one small function per method, operating on flat tensors.
+
+Every method receives a :class:`TensorArgs`: the output buffer (flat, written in place), the
+method's base operand and its other inputs, each expressed as ``reference + delta`` so that the
+in-memory engine (which caches task vectors) and the streaming CLI merge (which reads checkpoints
+tensor by tensor) run exactly the same arithmetic. Work is done in cache-sized chunks with
+preallocated buffers: the tensors of a ~100M-parameter model are read once per candidate.
+
+Semantics are mergekit 0.1.5's (see docs/merging.md): parameter names, defaults, TIES sign
+consensus on weighted deltas with a weight divisor over agreeing inputs, L1 rescaling for DARE,
+magnitude-outlier pruning for breadcrumbs, whole-tensor SLERP with a lerp fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from frugalmerge.merging.errors import RecipeError
+
+# Elements per chunk: 64K float32 = 256 KiB, so a chunk's temporaries stay in L2 cache.
+CHUNK = 1 << 16
+_F32 = torch.float32
+
+
+# ------------------------------------------------------------------------- parameter specs
+@dataclass(frozen=True)
+class ParamSpec:
+    """A method parameter: type, scope ('shared', 'input', 'non_base'), default (``...``: required)."""
+
+    name: str
+    kind: type
+    scope: str
+    default: Any = ...
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is ...
+
+    def validate(self, value: Any) -> Any:
+        """Coerce a raw YAML scalar to this parameter's type (as pydantic does in mergekit)."""
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, (int, float)) and value in (0, 1):
+                return bool(value)
+            raise RecipeError(f"parameter {self.name}: expected a boolean, got {value!r}")
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"parameter {self.name}: expected a number, got {value!r}") from None
+        if not math.isfinite(out):
+            raise RecipeError(f"parameter {self.name}: expected a finite number, got {value!r}")
+        return out
+
+    def check(self, value: Any, *, where: str) -> None:
+        """Validate a raw value from a recipe, naming its location on failure."""
+        try:
+            v = self.validate(value)
+        except RecipeError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if self.lo is not None and not (self.lo <= v <= self.hi):
+            raise ValueError(f"{where}: {self.name} must be in [{self.lo}, {self.hi}], got {value!r}")
+
+
+def _gta_params(normalize: bool, rescale: bool, gamma: bool = False) -> dict[str, ParamSpec]:
+    specs = [
+        ParamSpec("int8_mask", bool, "shared", False),
+        ParamSpec("normalize", bool, "shared", normalize),
+        ParamSpec("rescale", bool, "shared", rescale),
+        ParamSpec("lambda", float, "shared", 1.0),
+        ParamSpec("weight", float, "non_base"),
+        ParamSpec("density", float, "non_base", 1.0, 0.0, 1.0),
+    ]
+    if gamma:
+        specs.append(ParamSpec("gamma", float, "non_base", 0.01, 0.0, 1.0))
+    return {s.name: s for s in specs}
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A registered method: its function, parameter specs and input contract."""
+
+    name: str
+    fn: Callable[["TensorArgs"], None]
+    params: dict[str, ParamSpec]
+    base: str = "ignored"  # 'ignored' | 'required'
+    min_inputs: int = 1
+    max_inputs: Optional[int] = None
+    deterministic: bool = True
+    sparsifier: Optional[str] = None
+
+    @property
+    def shared_params(self) -> list[ParamSpec]:
+        return [p for p in self.params.values() if p.scope == "shared"]
+
+    @property
+    def input_params(self) -> list[ParamSpec]:
+        return [p for p in self.params.values() if p.scope != "shared"]
+
+
+MERGE_METHODS: dict[str, MergeMethod] = {}
+
+
+def merge_method(name: str, *, params: dict[str, ParamSpec], **contract: Any):
+    """Register a method function under ``name`` (decorator)."""
+
+    def register(fn: Callable[["TensorArgs"], None]) -> Callable[["TensorArgs"], None]:
+        if name in MERGE_METHODS:
+            raise RuntimeError(f"merge method {name!r} registered twice")
+        MERGE_METHODS[name] = MergeMethod(name=name, fn=fn, params=params, **contract)
+        return fn
+
+    return register
+
+
+def get_method(name: str) -> MergeMethod:
+    """The registered method called ``name``; a clear error lists the known ones."""
+    try:
+        return MERGE_METHODS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown merge_method {name!r} (known: {', '.join(sorted(MERGE_METHODS))})"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ operands
+@dataclass
+class Operand:
+    """One input tensor as ``ref + delta`` (flat, same length); ``delta`` None means exactly ``ref``.
+
+    ``sorted_abs`` is an optional cache of ``sort(|delta|)`` (used for magnitude thresholds when
+    the operand's delta is the method's task vector); ``abs_sum`` caches ``sum(|delta|)``.
+    """
+
+    ref: torch.Tensor
+    delta: Optional[torch.Tensor] = None
+    sorted_abs: Optional[torch.Tensor] = None
+    abs_sum: Optional[float] = None
+
+
+@dataclass
+class TensorArgs:
+    """Everything a method function needs for one output tensor."""
+
+    name: str
+    out: torch.Tensor  # flat output, written in place
+    base: Optional[Operand]
+    inputs: list[Operand]  # non-base inputs (base-aware methods) or all inputs
+    shared: dict[str, Any]
+    per_input: list[dict[str, Any]]  # aligned with ``inputs``
+    seed: int = 0
+    scratch: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _buffer(args: TensorArgs, key: str, shape: tuple[int, ...], dtype=_F32) -> torch.Tensor:
+    """A reusable scratch buffer (kept across tensors and candidates by the caller's dict)."""
+    buf = args.scratch.get(key)
+    if buf is None or buf.numel() < math.prod(shape) or buf.dtype != dtype or buf.device != args.out.device:
+        buf = torch.empty(max(math.prod(shape), CHUNK), dtype=dtype, device=args.out.device)
+        args.scratch[key] = buf
+    return buf[: math.prod(shape)].view(shape)
+
+
+def _chunks(n: int):
+    for start in range(0, n, CHUNK):
+        yield start, min(n, start + CHUNK)
+
+
+def _dense(op: Operand, a: int, b: int, into: torch.Tensor) -> torch.Tensor:
+    """``ref + delta`` on [a, b) in float32, written into ``into``."""
+    if op.delta is None:
+        into.copy_(op.ref[a:b])
+    else:
+        torch.add(op.ref[a:b], op.delta[a:b], out=into)
+    return into
+
+
+def task_vectors(args: TensorArgs) -> list[Operand]:
+    """Each input relative to the method's base, as an operand whose ``delta`` is the task vector.
+
+    When the base is the cached reference of the same tensor, the cached deltas are used as they
+    are (no copy); otherwise the difference is computed once for this tensor.
+    """
+    base = args.base
+    assert base is not None
+    out = []
+    for op in args.inputs:
+        if op.ref is base.ref and base.delta is None:
+            out.append(op if op.delta is not None else Operand(op.ref, torch.zeros_like(op.ref)))
+            continue
+        dense = (op.ref.to(_F32) if op.delta is None else op.ref.to(_F32) + op.delta)
+        base_dense = base.ref.to(_F32) if base.delta is None else base.ref.to(_F32) + base.delta
+        out.append(Operand(base.ref, dense - base_dense))
+    return out
+
+
+# ----------------------------------------------------------------------------- linear
+@merge_method(
+    "linear",
+    params={
+        "weight": ParamSpec("weight", float, "input"),
+        "normalize": ParamSpec("normalize", bool, "shared", True),
+    },
+)
+def linear(args: TensorArgs) -> None:
+    """``sum_i w_i x_i / sum_i w_i`` (no division when ``normalize`` is false)."""
+    weights = [p["weight"] for p in args.per_input]
+    total = sum(weights) if args.shared["normalize"] else 1.0
+    coefs = [w / total for w in weights]
+    _combine(args, [(op, c) for op, c in zip(args.inputs, coefs)])
+
+
+def _combine(args: TensorArgs, terms: list[tuple[Operand, float]], base: Optional[Operand] = None) -> None:
+    """``out = [base] + sum_i c_i (ref_i + delta_i)`` in one chunked pass.
+
+    Terms sharing a reference tensor fold their reference coefficients together, so in the
+    engine (one reference per tensor) each element of the reference is read once.
+    """
+    ref_coef: dict[int, tuple[torch.Tensor, float]] = {}
+    deltas: list[tuple[torch.Tensor, float]] = []
+    if base is not None:
+        ref_coef[id(base.ref)] = (base.ref, 1.0)
+        if base.delta is not None:
+            deltas.append((base.delta, 1.0))
+    for op, c in terms:
+        r, prev = ref_coef.get(id(op.ref), (op.ref, 0.0))
+        ref_coef[id(op.ref)] = (r, prev + c)
+        if op.delta is not None and c != 0.0:
+            deltas.append((op.delta, c))
+    refs = list(ref_coef.values())
+    out = args.out
+    n = out.numel()
+    direct = out.dtype == _F32
+    tmp = _buffer(args, "combine", (CHUNK,))
+    for a, b in _chunks(n):
+        o = out[a:b] if direct else tmp[: b - a]
+        (r0, c0) = refs[0]
+        torch.mul(r0[a:b], c0, out=o)
+        for r, c in refs[1:]:
+            o.add_(r[a:b], alpha=c)
+        for d, c in deltas:
+            o.add_(d[a:b], alpha=c)
+        if not direct:
+            out[a:b].copy_(o)
+
+
+# ------------------------------------------------------------------- generalized task arithmetic
+def _threshold_rank(sorted_abs: Optional[torch.Tensor], delta: torch.Tensor, rank: int) -> float:
+    """The ``rank``-th smallest |delta| (0-based): a lookup in the cached sort, else ``kthvalue``."""
+    if sorted_abs is not None:
+        return float(sorted_abs[rank])
+    # kthvalue is a selection (average O(n)), not a full sort.
+    return float(torch.kthvalue(delta.abs().to(_F32), rank + 1).values)
+
+
+def magnitude_bounds(op: Operand, density: float, gamma: float, outliers: bool) -> tuple[float, float] | None:
+    """Magnitude window ``[lo, hi]`` of |delta| kept by magnitude / magnitude-outlier pruning.
+
+    ``None`` keeps everything; an empty window (``lo > hi``) keeps nothing. Matches mergekit's
+    selection of the ``k = max(1, int(density * n))`` largest values (ties at the threshold are
+    kept together, which only matters for exactly equal magnitudes).
+    """
+    n = op.delta.numel()
+    if density >= 1:
+        return None
+    if not outliers:
+        if density <= 0 or n == 0:
+            return (math.inf, -math.inf)
+        k = max(1, int(density * n))
+        return (_threshold_rank(op.sorted_abs, op.delta, n - k), math.inf)
+    target = int(density * n)
+    if target <= 0:
+        return (math.inf, -math.inf)
+    n_top = int(gamma * n)
+    n_bot = max(0, n - target - n_top)
+    lo = _threshold_rank(op.sorted_abs, op.delta, n_bot)
+    hi = _threshold_rank(op.sorted_abs, op.delta, n_bot + target - 1)
+    return (lo, hi)
+
+
+def dare_generator(seed: int, name: str, index: int, device: torch.device) -> torch.Generator:
+    """A generator for one (tensor, input): derived from the seed and the names, not from order."""
+    digest = hashlib.blake2b(f"{seed}|{name}|{index}".encode(), digest_size=8).digest()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+    return gen
+
+
+def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> None:
+    """Generalized task arithmetic: sparsify each task vector, weight, (sign consensus), combine.
+
+    ``out = base + lambda * sum_i m_i w_i s_i d_i / divisor`` where ``m_i`` is the consensus mask
+    (inputs whose weighted, sparsified delta has the majority sign of their sum), ``s_i`` the
+    sparsification mask times the optional L1 rescale, and the divisor (``normalize``) the sum of
+    weights (of agreeing inputs under consensus; zero replaced by one).
+    """
+    tvs = task_vectors(args)
+    k = len(tvs)
+    sh = args.shared
+    weights = [p["weight"] for p in args.per_input]
+    if k == 0:
+        _combine(args, [], base=args.base)
+        return
+    n = args.out.numel()
+    windows: list[Optional[tuple[float, float]]] = [None] * k
+    masks: list[Optional[torch.Tensor]] = [None] * k
+    scales = [1.0] * k
+    for i, (op, p) in enumerate(zip(tvs, args.per_input)):
+        density = p.get("density", 1.0)
+        if sparsifier in ("magnitude", "magnitude_outliers"):
+            windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
+        elif sparsifier == "random" and density < 1:
+            masks[i] = _bernoulli_mask(op.delta, density, args.seed, args.name, i)
+        if sh["rescale"] and (windows[i] is not None or masks[i] is not None):
+            scales[i] = _l1_rescale(op, windows[i], masks[i])
+    coefs = [w * s for w, s in zip(weights, scales)]
+    if not consensus and all(win is None and m is None for win, m in zip(windows, masks)):
+        # Plain task arithmetic: a linear combination, one fused pass.
+        divisor = sum(weights)
+        if abs(divisor) < 1e-8:
+            divisor = 1.0
+        scale = (1.0 / divisor if sh["normalize"] else 1.0) * sh["lambda"]
+        _combine(args, [(Operand(op.delta), c * scale) for op, c in zip(tvs, coefs)], base=args.base)
+        return
+    _gta_chunked(args, tvs, windows, masks, coefs, weights, consensus)
+
+
+def _gta_chunked(args, tvs, windows, masks, coefs, weights, consensus) -> None:
+    """The masked / consensus path, chunk by chunk with preallocated buffers."""
+    k = len(tvs)
+    sh = args.shared
+    out = args.out
+    n = out.numel()
+    s = _buffer(args, "gta_s", (k, CHUNK))
+    absb = _buffer(args, "gta_abs", (CHUNK,))
+    keep = _buffer(args, "gta_keep", (CHUNK,), torch.bool)
+    acc = _buffer(args, "gta_acc", (CHUNK,))
+    div = _buffer(args, "gta_div", (CHUNK,))
+    tmp = _buffer(args, "gta_tmp", (CHUNK,))
+    maj = _buffer(args, "gta_maj", (CHUNK,), torch.bool)
+    agree = _buffer(args, "gta_agree", (CHUNK,), torch.bool)
+    static_div = sum(weights)
+    if abs(static_div) < 1e-8:
+        static_div = 1.0
+    lam = sh["lambda"]
+    normalize = sh["normalize"]
+    base = args.base
+    for a, b in _chunks(n):
+        m = b - a
+        sc = s[:, :m]
+        kp, ab, ac, dv, tp = keep[:m], absb[:m], acc[:m], div[:m], tmp[:m]
+        for i, op in enumerate(tvs):
+            d = op.delta[a:b]
+            si = sc[i]
+            torch.mul(d, coefs[i], out=si)
+            win = windows[i]
+            if win is not None:
+                torch.abs(d, out=ab)
+                if win[1] == math.inf:
+                    torch.ge(ab, win[0], out=kp)
+                else:
+                    torch.ge(ab, win[0], out=kp)
+                    kp.logical_and_(ab <= win[1])
+                si.mul_(kp)
+            elif masks[i] is not None:
+                si.mul_(masks[i][a:b])
+        if consensus:
+            torch.sum(sc, dim=0, out=ac)
+            torch.ge(ac, 0, out=maj[:m])
+            ac.zero_()
+            dv.zero_()
+            for i in range(k):
+                # agreeing: strictly the majority sign (zeros never agree, as in mergekit)
+                torch.where(maj[:m], sc[i] > 0, sc[i] < 0, out=agree[:m])
+                torch.mul(sc[i], agree[:m], out=tp)
+                ac.add_(tp)
+                if normalize:
+                    dv.add_(agree[:m], alpha=weights[i])
+            if normalize:
+                dv.masked_fill_(dv == 0, 1.0)
+                ac.div_(dv)
+        else:
+            torch.sum(sc, dim=0, out=ac)
+            if normalize:
+                ac.div_(static_div)
+        if lam != 1:
+            ac.mul_(lam)
+        if base.delta is None:
+            ac.add_(base.ref[a:b])
+        else:
+            ac.add_(base.ref[a:b]).add_(base.delta[a:b])
+        out[a:b].copy_(ac)
+
+
+def _bernoulli_mask(delta: torch.Tensor, density: float, seed: int, name: str, index: int) -> torch.Tensor:
+    """Keep each element with probability ``density`` (seeded per tensor and input, chunked)."""
+    gen = dare_generator(seed, name, index, delta.device)
+    mask = torch.empty(delta.numel(), dtype=torch.bool, device=delta.device)
+    u = torch.empty(min(CHUNK, max(1, delta.numel())), dtype=_F32, device=delta.device)
+    for a, b in _chunks(delta.numel()):
+        uu = u[: b - a]
+        uu.uniform_(generator=gen)
+        torch.lt(uu, density, out=mask[a:b])
+    return mask
+
+
+def _l1_rescale(op: Operand, window, mask, eps: float = 1e-7) -> float:
+    """mergekit's L1 rescale: ``|d|_1 / |masked d|_1`` (1 when either is below ``eps``)."""
+    before = op.abs_sum if op.abs_sum is not None else float(op.delta.abs().sum(dtype=torch.float64))
+    if window is not None:
+        if op.sorted_abs is not None:
+            # kept values form one contiguous run of the sorted magnitudes
+            lo = int(torch.searchsorted(op.sorted_abs, torch.tensor(window[0], dtype=op.sorted_abs.dtype)))
+            hi = int(torch.searchsorted(op.sorted_abs, torch.tensor(window[1], dtype=op.sorted_abs.dtype), right=True))
+            after = float(op.sorted_abs[lo:hi].sum(dtype=torch.float64))
+        else:
+            ab = op.delta.abs()
+            after = float(ab[(ab >= window[0]) & (ab <= window[1])].sum(dtype=torch.float64))
+    else:
+        after = float((op.delta.abs() * mask).sum(dtype=torch.float64))
+    if before < eps or after < eps:
+        return 1.0
+    return before / after
+
+
+def _register_gta(name: str, *, sparsifier, consensus, normalize, rescale, gamma=False):
+    @merge_method(
+        name,
+        params=_gta_params(normalize, rescale, gamma),
+        base="required",
+        deterministic=sparsifier != "random",
+        sparsifier=sparsifier,
+    )
+    def method(args: TensorArgs) -> None:
+        _gta(args, sparsifier=sparsifier, consensus=consensus)
+
+    method.__name__ = name
+    method.__doc__ = f"mergekit's {name}: sparsifier={sparsifier}, sign consensus={consensus}."
+    return method
+
+
+task_arithmetic = _register_gta("task_arithmetic", sparsifier=None, consensus=False, normalize=False, rescale=False)
+ties = _register_gta("ties", sparsifier="magnitude", consensus=True, normalize=True, rescale=False)
+dare_ties = _register_gta("dare_ties", sparsifier="random", consensus=True, normalize=False, rescale=True)
+dare_linear = _register_gta("dare_linear", sparsifier="random", consensus=False, normalize=False, rescale=True)
+breadcrumbs = _register_gta(
+    "breadcrumbs", sparsifier="magnitude_outliers", consensus=False, normalize=False, rescale=False, gamma=True
+)
+breadcrumbs_ties = _register_gta(
+    "breadcrumbs_ties", sparsifier="magnitude_outliers", consensus=True, normalize=False, rescale=False, gamma=True
+)
+
+
+# ------------------------------------------------------------------------------- slerp
+@merge_method(
+    "slerp",
+    params={"t": ParamSpec("t", float, "shared")},
+    base="required",
+    min_inputs=2,
+    max_inputs=2,
+)
+def slerp(args: TensorArgs, dot_threshold: float = 0.9995, eps: float = 1e-8) -> None:
+    """Spherical interpolation of the whole tensor from the base (t=0) to the other input (t=1).
+
+    Nearly collinear pairs (|cos| > 0.9995) fall back to linear interpolation, as in mergekit.
+    """
+    t = args.shared["t"]
+    v0, v1 = args.base, args.inputs[0]
+    n = args.out.numel()
+    x = _buffer(args, "slerp_x", (CHUNK,))
+    y = _buffer(args, "slerp_y", (CHUNK,))
+    na = nb = dot = 0.0
+    for a, b in _chunks(n):
+        xa = _dense(v0, a, b, x[: b - a])
+        yb = _dense(v1, a, b, y[: b - a])
+        na += float(torch.dot(xa, xa))
+        nb += float(torch.dot(yb, yb))
+        dot += float(torch.dot(xa, yb))
+    norm_a = math.sqrt(na) if math.sqrt(na) > eps else 1.0
+    norm_b = math.sqrt(nb) if math.sqrt(nb) > eps else 1.0
+    cos = max(-1.0, min(1.0, dot / (norm_a * norm_b)))
+    if abs(cos) > dot_threshold:
+        ca, cb = 1 - t, t
+    else:
+        theta = math.acos(cos)
+        st = math.sin(theta)
+        ca, cb = math.sin((1 - t) * theta) / st, math.sin(t * theta) / st
+    _combine(args, [(v0, ca), (v1, cb)])
+
+
+# --------------------------------------------------------------------------- passthrough
+@merge_method(
+    "passthrough",
+    params={"scale": ParamSpec("scale", float, "input", None)},
+    max_inputs=1,
+)
+def passthrough(args: TensorArgs) -> None:
+    """Copy the single input (optionally multiplied by ``scale``)."""
+    scale = args.per_input[0].get("scale")
+    _combine(args, [(args.inputs[0], 1.0 if scale is None else scale)])

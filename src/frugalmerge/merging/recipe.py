@@ -1,0 +1,215 @@
+"""``MergeRecipe``: a frozen pydantic model of a mergekit 0.1.5 YAML config, and parameter resolution.
+
+Semantics follow mergekit: a parameter value is a scalar, a list (a gradient interpolated over the
+layers of an output slice, ``t = i / (n - 1)``; tensors outside the layer stack use ``t = 0``) or a
+list of ``{filter, value}`` (first entry whose filter is a substring of the tensor name wins; no
+filter or ``*`` matches everything). Per-model parameters take precedence over slice parameters,
+which take precedence over the top-level ``parameters``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from frugalmerge.merging.errors import RecipeError
+
+Scalar = Union[bool, int, float, str]
+ScalarOrGradient = Union[Scalar, list[Scalar]]
+
+
+class ConditionalParameter(BaseModel):
+    """A parameter value that applies to tensors whose name contains ``filter``."""
+
+    model_config = ConfigDict(frozen=True)
+    value: ScalarOrGradient
+    filter: Optional[str] = None
+
+
+ParameterSetting = Union[ConditionalParameter, list[ConditionalParameter], ScalarOrGradient]
+Parameters = Optional[dict[str, ParameterSetting]]
+
+
+class InputModel(BaseModel):
+    """One entry of ``models:``."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    parameters: Parameters = None
+
+
+class InputSlice(BaseModel):
+    """One source of an output slice: a model and a half-open layer range."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    layer_range: tuple[int, int]
+    parameters: Parameters = None
+
+
+class OutputSlice(BaseModel):
+    """One entry of ``slices:``: output layers built from aligned source layer ranges."""
+
+    model_config = ConfigDict(frozen=True)
+    sources: list[InputSlice]
+    base_model: Optional[str] = None
+    residual_weight: Optional[float] = None
+    parameters: Parameters = None
+
+
+class MergeRecipe(BaseModel):
+    """A mergekit merge configuration (the subset frugalmerge executes), validated once.
+
+    Unknown top-level keys are ignored, as mergekit does. Model references are plain path strings
+    (the same strings a :class:`~frugalmerge.merging.engine.MergeEngine` was given).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    merge_method: str
+    base_model: Optional[str] = None
+    models: Optional[list[InputModel]] = None
+    slices: Optional[list[OutputSlice]] = None
+    parameters: Parameters = None
+    dtype: Optional[str] = None
+    out_dtype: Optional[str] = None
+    tokenizer_source: Optional[str] = None
+    chat_template: Optional[str] = None
+    random_seed: Optional[int] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "MergeRecipe":
+        from frugalmerge.merging.methods import get_method
+
+        if (self.models is None) == (self.slices is None) or not (self.models or self.slices):
+            raise ValueError("exactly one of 'models' or 'slices' must be given (and non-empty)")
+        method = get_method(self.merge_method)  # raises on an unknown method
+        for dtype_key in ("dtype", "out_dtype"):
+            value = getattr(self, dtype_key)
+            if value is not None and value not in DTYPES:
+                raise ValueError(f"{dtype_key} {value!r} is not one of {sorted(DTYPES)}")
+        for where, params in self._all_parameter_blocks():
+            for key, setting in (params or {}).items():
+                spec = method.params.get(key)
+                if spec is None:
+                    continue  # mergekit ignores parameters a method does not use
+                for value in _leaf_values(setting):
+                    spec.check(value, where=f"{where}.{key}")
+        for i, s in enumerate(self.slices or []):
+            lengths = {src.layer_range[1] - src.layer_range[0] for src in s.sources}
+            if not s.sources or len(lengths) != 1 or min(lengths) <= 0:
+                raise ValueError(
+                    f"slices[{i}]: every source needs the same positive number of layers"
+                )
+        return self
+
+    def _all_parameter_blocks(self):
+        yield "parameters", self.parameters
+        for m in self.models or []:
+            yield f"models[{m.model}].parameters", m.parameters
+        for i, s in enumerate(self.slices or []):
+            yield f"slices[{i}].parameters", s.parameters
+            for src in s.sources:
+                yield f"slices[{i}].sources[{src.model}].parameters", src.parameters
+
+    # ----------------------------------------------------------------------------- I/O
+    @classmethod
+    def from_yaml(cls, path_or_text: str | Path) -> "MergeRecipe":
+        """Parse a mergekit YAML file (path) or YAML text; errors name the culprit."""
+        text = str(path_or_text)
+        source = "recipe"
+        if isinstance(path_or_text, Path) or ("\n" not in text and text.endswith((".yml", ".yaml"))):
+            path = Path(path_or_text)
+            if not path.is_file():
+                raise RecipeError(f"recipe file not found: {path}")
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise RecipeError(f"{source}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(data, dict):
+            raise RecipeError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
+        return cls.parse(data, source=source)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], *, source: str = "recipe") -> "MergeRecipe":
+        """``model_validate`` with pydantic's errors turned into one ``RecipeError`` line."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            msg = str(err.get("msg", exc)).removeprefix("Value error, ")
+            raise RecipeError(f"{source}: {loc + ': ' if loc else ''}{msg}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mergekit-shaped dict (defaults left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        """mergekit YAML text for this recipe."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def referenced_models(self) -> list[str]:
+        """Every model path the recipe refers to, base first, without duplicates."""
+        seen: dict[str, None] = {}
+        if self.base_model:
+            seen[self.base_model] = None
+        for m in self.models or []:
+            seen[m.model] = None
+        for s in self.slices or []:
+            if s.base_model:
+                seen[s.base_model] = None
+            for src in s.sources:
+                seen[src.model] = None
+        return list(seen)
+
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "float64": "float64"}
+
+
+def _leaf_values(setting: Any):
+    """Every scalar inside a parameter setting (gradients and filters unpacked)."""
+    if isinstance(setting, ConditionalParameter):
+        yield from _leaf_values(setting.value)
+    elif isinstance(setting, list):
+        for item in setting:
+            yield from _leaf_values(item)
+    else:
+        yield setting
+
+
+# ------------------------------------------------------------------------------ resolution
+def evaluate_setting(tensor_name: str, setting: Any, t: float, validate) -> Any:
+    """Resolve one setting (scalar / gradient / filtered list) for a tensor at layer position ``t``.
+
+    Returns ``None`` when a filtered list has no matching entry (the next scope is then used).
+    """
+    if isinstance(setting, ConditionalParameter):
+        setting = [setting]
+    if isinstance(setting, (bool, int, float, str)):
+        return validate(setting)
+    if isinstance(setting, list):
+        if not setting:
+            return None
+        if all(isinstance(e, (bool, int, float, str)) for e in setting):
+            values = [validate(e) for e in setting]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                return values[int(t * (len(values) - 1))]
+            scaled = t * (len(values) - 1)
+            i0 = int(scaled)
+            i1 = min(len(values) - 1, i0 + 1)
+            frac = scaled - i0
+            return validate((1 - frac) * values[i0] + frac * values[i1])
+        for cond in setting:
+            if not isinstance(cond, ConditionalParameter):
+                raise RecipeError(f"mixed filtered and plain values in a parameter list: {setting!r}")
+            if cond.filter is None or cond.filter == "*" or (tensor_name and cond.filter in tensor_name):
+                return evaluate_setting(tensor_name, cond.value, t, validate)
+        return None
+    raise RecipeError(f"unexpected parameter value {setting!r}")
