@@ -141,23 +141,32 @@ def predictive_items(responses: ResponseMatrix, k: int, rng: np.random.Generator
     x = _filled(responses)
     x = x - x.mean(axis=0)
     y = responses.full_scores() - responses.full_scores().mean()
-    n = x.shape[0]
+    n, m = x.shape
     lam = ridge if ridge is not None else max(1.0, 200.0 / n) * n * 1e-3 + 1.0
-    gram = x.T @ x
     xty = x.T @ y
+    diag = (x**2).sum(axis=0) + lam
+    jitter = rng.random(m) * 1e-12  # seeded tie-breaking between identical items
     chosen: list[int] = []
-    jitter = rng.random(x.shape[1]) * 1e-12  # seeded tie-breaking between identical items
+    rows = np.empty((0, m))  # G[S, :] = X_S^T X, grown one row per step (never the full m x m Gram)
+    inv = np.empty((0, 0))  # (G[S, S] + lam I)^-1
     for _ in range(k):
-        best, best_gain = -1, -np.inf
-        for c in range(x.shape[1]):
-            if c in chosen:
-                continue
-            s = chosen + [c]
-            g = gram[np.ix_(s, s)] + lam * np.eye(len(s))
-            gain = float(xty[s] @ np.linalg.solve(g, xty[s])) + jitter[c]
-            if gain > best_gain:
-                best, best_gain = c, gain
-        chosen.append(best)
+        # Gain of adding c (block inverse): (xty_c - u^T A xty_S)^2 / (G_cc + lam - u^T A u).
+        au = inv @ rows
+        resid = xty - au.T @ xty[chosen] if chosen else xty.copy()
+        schur = diag - (rows * au).sum(axis=0)
+        gain = resid**2 / np.maximum(schur, 1e-12) + jitter
+        gain[chosen] = -np.inf
+        c = int(np.argmax(gain))
+        u = rows[:, c]
+        au_c = inv @ u
+        sc = max(float(schur[c]), 1e-12)
+        new_inv = np.empty((len(chosen) + 1, len(chosen) + 1))
+        new_inv[:-1, :-1] = inv + np.outer(au_c, au_c) / sc
+        new_inv[:-1, -1] = new_inv[-1, :-1] = -au_c / sc
+        new_inv[-1, -1] = 1.0 / sc
+        inv = new_inv
+        rows = np.vstack([rows, x[:, c] @ x])
+        chosen.append(c)
     return [responses.item_ids[c] for c in chosen], None
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Estimator benchmark on the real response data: the exact commands behind benchmarks/results/estimators.md.
+# Usage: benchmarks/estimators_bench.sh [DATA_DIR]   (default ../shared/data; skips cleanly when absent)
+# Runs one data set at a time (1 torch thread): ~40 minutes on a loaded 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${1:-../shared/data}"
+OUT=benchmarks/results
+FM="${FRUGALMERGE:-env PYTHONPATH=src FRUGALMERGE_THREADS=1 python -m frugalmerge.cli}"
+if [ ! -d "$DATA" ]; then echo "skip: $DATA not found"; exit 0; fi
+mkdir -p "$OUT"
+for ds in arc gsm8k mmlu; do
+  f="$DATA/metabench_reduced/$ds.npz"
+  [ -f "$f" ] || { echo "skip: $f"; continue; }
+  $FM estimators bench "$f" --k 10,30,50,all --folds 5 --seed 0 \
+    --json "$OUT/estimators_$ds.json" --plot "$OUT/estimators_$ds.png"
+done
+if [ -d "$DATA/minilongbench" ]; then
+  $FM estimators bench "$DATA/minilongbench" --k 10,30,100,300 --folds 5 --seed 0 \
+    --json "$OUT/estimators_minilongbench.json" --plot "$OUT/estimators_minilongbench.png"
+fi
+if [ -d "$DATA/psn_irt_opencompass" ]; then
+  $FM estimators bench "$DATA/psn_irt_opencompass" --k 10,30,100,300 --folds 4 --seed 0 \
+    --json "$OUT/estimators_psn.json" --plot "$OUT/estimators_psn.png"
+  $FM estimators bench "$DATA/psn_irt_opencompass#GSM8K" --k 10,30,100,300 --folds 4 --seed 0 \
+    --json "$OUT/estimators_psn_gsm8k.json" --plot "$OUT/estimators_psn_gsm8k.png"
+fi
