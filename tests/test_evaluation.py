@@ -198,6 +198,17 @@ def test_extractors_and_numeric_match():
     assert numeric_match("#### 70000", "70,000")
 
 
+@pytest.mark.parametrize("text,complete", [
+    ("The answer is 12", False), ("The answer is 12.", False), ("The answer is 12.5\n", True),
+    ("The answer is 12. Next", True), ("#### 1,000", False), ("#### 1,000\n", True),
+    ("so 12 apples.", False), ("Die Antwort ist 3,5 Liter", True),
+])
+def test_answer_complete(text, complete):
+    from frugalmerge.evaluation.extract import answer_complete
+
+    assert answer_complete(text) is complete
+
+
 def test_exact_match_normalisers():
     assert exact_match("  The Cat. ", "the cat")
     assert not exact_match("The Cat.", "the cat", "strict")

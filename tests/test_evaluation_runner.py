@@ -151,6 +151,17 @@ def test_trained_model_generation_and_teacher_forcing_agree(trained_model):
     assert sum(cut.values()) == 0
 
 
+def test_generation_stops_when_done(trained_model):
+    model, tok, items = trained_model
+    ctx = _ctx(model, tok, Benchmark("d", TaskSpec(type="generative_exact"), items))
+    prompts = [tok(it.prompt)["input_ids"] for it in items]
+    full = greedy_generate(ctx, prompts, max_new_tokens=8)
+    early = greedy_generate(ctx, prompts, max_new_tokens=8, done=lambda text: "answer" in text)
+    for (ids, text), (short, short_text) in zip(full, early):
+        if text.startswith("the answer"):
+            assert short == ids[:2] and short_text == "the answer"
+
+
 def test_multiple_choice_picks_the_trained_answer(trained_model):
     model, tok, items = trained_model
     mc = [Item(id=it.id, prompt=it.prompt, answer="1",

@@ -129,6 +129,18 @@ def extract_auto(text: str, language: str = "en") -> str | None:
     return None
 
 
+_COMPLETE_RE = re.compile(
+    r"(?:" + "|".join(ANSWER_PREFIXES) + r"|####)\s*" + _NUMBER_RE.pattern + r"(?=[^\d.,]|[.,][^\d])",
+    re.IGNORECASE,
+)
+
+
+def answer_complete(text: str) -> bool:
+    """Whether ``text`` already states a final answer that more text cannot change: an answer
+    prefix or ``####`` followed by a number and then a character that cannot extend it."""
+    return _COMPLETE_RE.search(text) is not None
+
+
 def numbers_equal(a: float | None, b: float | None, tolerance: float = 1e-6) -> bool:
     """Equal within a relative/absolute ``tolerance`` (None never equals anything)."""
     if a is None or b is None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from frugalmerge.evaluation.cache import EvalCache, model_fingerprint
 from frugalmerge.evaluation.errors import EvaluationError
-from frugalmerge.evaluation.extract import exact_match, numeric_match
+from frugalmerge.evaluation.extract import answer_complete, exact_match, numeric_match
 from frugalmerge.evaluation.language import make_detector, passes_language_rule
 from frugalmerge.evaluation.prompts import EncodedItem, encode_items
 from frugalmerge.evaluation.tasks import Benchmark, Item, choice_index
@@ -161,12 +161,14 @@ def score_continuations(ctx: RunContext, rows: Sequence[tuple[Sequence[int], Seq
 
 
 def greedy_generate(ctx: RunContext, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                    stop: Sequence[str] = ()) -> list[tuple[list[int], str]]:
+                    stop: Sequence[str] = (), done: Callable[[str], bool] | None = None
+                    ) -> list[tuple[list[int], str]]:
     """Greedy continuations of ``prompts``: ``(token ids before end of text, text cut at the
     first stop string)`` per prompt, in input order.
 
-    Batched by length (longest first), KV-cached; a row stops at an end-of-text token or once
-    its text contains a stop string; finished rows leave the batch.
+    Batched by length (longest first), KV-cached; a row stops at an end-of-text token, once its
+    text contains a stop string, or once ``done(text)`` says its answer is complete; finished
+    rows leave the batch (and the KV cache).
     """
     import torch
 
@@ -175,16 +177,22 @@ def greedy_generate(ctx: RunContext, prompts: Sequence[Sequence[int]], *, max_ne
     if n == 0:
         return results
     tok = ctx.tokenizer
-    eos = ctx.eos_ids()
-    eos_tensor = torch.as_tensor(sorted(eos) or [-1], device=ctx.device)
+    eos_tensor = torch.as_tensor(sorted(ctx.eos_ids()) or [-1], device=ctx.device)
     stop = tuple(s for s in stop if s)
     # Enough trailing tokens to contain any stop string (a token is at least one character).
     window = max((len(s) for s in stop), default=0) + 4
+
+    def finished(ids: list[int]) -> bool:
+        if stop and any(s in tok.decode(ids[-window:], skip_special_tokens=True) for s in stop):
+            return True
+        return done is not None and done(tok.decode(ids, skip_special_tokens=True))
+
+    check = finished if (stop or done is not None) else None
     order = sorted(range(n), key=lambda i: -len(prompts[i]))
     with torch.inference_mode():
         for batch in _batches(order, ctx.batch_size):
             generated = _generate_batch(ctx, [prompts[i] for i in batch], max_new_tokens,
-                                        eos_tensor, stop, window)
+                                        eos_tensor, check)
             for i, ids in zip(batch, generated):
                 text = tok.decode(ids, skip_special_tokens=True)
                 cut = min((text.find(s) for s in stop if s in text), default=-1)
@@ -193,11 +201,11 @@ def greedy_generate(ctx: RunContext, prompts: Sequence[Sequence[int]], *, max_ne
     return results
 
 
-def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor, stop, window
-                    ) -> list[list[int]]:
+def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor,
+                    check: Callable[[list[int]], bool] | None) -> list[list[int]]:
     import torch
 
-    model, tok = ctx.model, ctx.tokenizer
+    model = ctx.model
     ids, mask, pos = _left_pad(prompts, ctx.pad_id, ctx.device)
     out = _forward(model, ids, mask, pos, keep=1, use_cache=True)
     past = out.past_key_values
@@ -206,17 +214,15 @@ def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor, s
     generated: list[list[int]] = [[] for _ in prompts]
     last_pos = pos[:, -1]
     for step in range(max_new_tokens):
-        finished = torch.isin(next_tok, eos_tensor).tolist()
+        at_eos = torch.isin(next_tok, eos_tensor).tolist()
         toks = next_tok.tolist()
         keep: list[int] = []
         for row, orig in enumerate(active):
-            if finished[row]:
+            if at_eos[row]:
                 continue
             generated[orig].append(toks[row])
-            if stop:
-                tail = tok.decode(generated[orig][-window:], skip_special_tokens=True)
-                if any(s in tail for s in stop):
-                    continue
+            if check is not None and check(generated[orig]):
+                continue
             keep.append(row)
         if not keep or step == max_new_tokens - 1:
             break
@@ -292,8 +298,9 @@ def score_generative_numeric(ctx: RunContext, items: Sequence[Item], enc: Sequen
                              ) -> list[float]:
     """1 when the number extracted from the greedy response equals the reference number."""
     task = ctx.benchmark.task
+    done = answer_complete if task.stop_on_answer else None
     outs = greedy_generate(ctx, [e.prompt for e in enc], max_new_tokens=task.max_new_tokens,
-                           stop=task.stop)
+                           stop=task.stop, done=done)
     texts = [text for _, text in outs]
     scores = [float(numeric_match(text, it.answer, extractor=task.extractor, language=it.language,
                                   tolerance=task.numeric_tolerance))

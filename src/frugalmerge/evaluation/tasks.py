@@ -120,6 +120,9 @@ class TaskSpec(BaseModel):
     #: multiple_choice: compare summed log-likelihoods (``none``) or per character (``length``).
     choice_normalization: Literal["none", "length"] = "none"
     numeric_tolerance: float = Field(default=1e-6, ge=0)
+    #: generative_numeric: stop a response once it states its final answer ("The answer is 12."
+    #: or "#### 12" followed by a non-number character): the rest cannot change the score.
+    stop_on_answer: bool = True
     language_rule: LanguageRule | None = None
 
     @field_validator("type")
