@@ -215,7 +215,6 @@ def _strip(result: dict) -> dict:
 
 @pytest.mark.parametrize("algo, objectives", [
     ("ga", [{"name": "close", "function": "search_objectives:closeness"}]),
-    ("cmaes", [{"name": "close", "function": "search_objectives:closeness"}]),
     ("nsga2", [{"name": "a", "function": "search_objectives:first_weight"},
                {"name": "b", "function": "search_objectives:second_weight"}]),
 ])
@@ -262,3 +261,30 @@ def test_resume_refuses_changed_config(tiny_models, tmp_path):
     changed = config_from_dict({**raw, "seed": 99})
     with pytest.raises(Exception, match="config differs"):
         run_search(changed, tmp_path / "run", resume=True, quiet=True)
+
+
+@pytest.mark.parametrize("algo", ["cmaes", "de", "random"])
+def test_crash_mid_run_and_resume_in_process(tiny_models, tmp_path, monkeypatch, algo):
+    """The same guarantee for the other optimisers (a crash at generation 2 of 4, then resume)."""
+    from frugalmerge.search import loop
+
+    raw = _cfg(tiny_models, algorithm={"name": algo, "pop_size": 6})
+    run_search(config_from_dict(raw), tmp_path / "ref", quiet=True)
+    real = loop.SearchRun._generation
+    calls = {"n": 0}
+
+    def crashing(self, state):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            self._evaluate(state, np.full(self.space.n_var, 0.123))  # a partial generation in the log
+            raise KeyboardInterrupt
+        real(self, state)
+
+    monkeypatch.setattr(loop.SearchRun, "_generation", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    monkeypatch.setattr(loop.SearchRun, "_generation", real)
+    run_search(config_from_dict(raw), tmp_path / "run", resume=True, quiet=True)
+    a = json.loads((tmp_path / "run" / "best.json").read_text())
+    b = json.loads((tmp_path / "ref" / "best.json").read_text())
+    assert a == b

@@ -69,9 +69,16 @@ class ModelHost:
     @property
     def engine(self) -> Any:
         if self._engine is None:
+            from transformers.utils import logging as hf_logging
+
             from frugalmerge.merging import MergeEngine
 
-            self._engine = MergeEngine(list(self.config.models.values()), self.config.base_model, device="cpu")
+            # One progress bar per run is ours; transformers' per-load bars would drown it.
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+
+            self._engine = MergeEngine(list(self.config.models.values()), self.config.base_model, device="cpu",
+                                       verbose=False)
         return self._engine
 
     @property
