@@ -130,7 +130,9 @@ class ObjectiveSpec(_Frozen):
     estimator: str = "default"
     subset: str | None = None
     estimator_params: dict[str, Any] = {}
-    language_fidelity: bool = False
+    #: a response counts only in the target language (True, or the evaluation stage's
+    #: LanguageRule fields, e.g. {detector: builtin, min_words: 3}); needs a generative task
+    language_fidelity: bool | dict[str, Any] = False
 
     @model_validator(mode="after")
     def _one_source(self) -> ObjectiveSpec:
@@ -372,8 +374,26 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
                     if not Path(path).is_file():
                         raise ConfigError(f"config: benchmark {obj.benchmark!r}: {split} split {path} does not exist")
             _check_estimator(obj)
+            if obj.language_fidelity:
+                try:
+                    objective_task(obj, cfg.benchmarks[obj.benchmark])
+                except ValueError as exc:
+                    msg = " ".join(str(exc).split())
+                    raise ConfigError(f"config: objective {obj.name!r}: language_fidelity: {msg}") from None
         else:
             resolve_function(obj.function or "", obj.name)
+
+
+def objective_task(obj: ObjectiveSpec, bench: BenchmarkSpec) -> Any:
+    """The evaluation task of an objective: the benchmark's task settings plus, with
+    ``language_fidelity``, a language rule (a TaskSpec, validated; None = the loader's default)."""
+    if not obj.language_fidelity:
+        return dict(bench.task) or None
+    from frugalmerge.evaluation import TaskSpec
+
+    rule = obj.language_fidelity if isinstance(obj.language_fidelity, dict) else {}
+    task = dict(bench.task or {"type": "generative_exact"})
+    return TaskSpec.model_validate({**task, "language_rule": rule})
 
 
 def _check_estimator(obj: ObjectiveSpec) -> None:

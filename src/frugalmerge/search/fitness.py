@@ -211,8 +211,11 @@ class BenchmarkObjective(Objective):
     def _load(self, split: str) -> Any:
         from frugalmerge.evaluation import load_benchmark
 
+        from frugalmerge.search.config import objective_task
+
         path = getattr(self.bench_spec, split)
-        return load_benchmark(path, task=self.bench_spec.task or None, name=f"{self.spec.benchmark}:{split}")
+        return load_benchmark(path, task=objective_task(self.spec, self.bench_spec),
+                              name=f"{self.spec.benchmark}:{split}", language=self.bench_spec.language)
 
     @property
     def search_bench(self) -> Any:

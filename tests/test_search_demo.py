@@ -1,0 +1,104 @@
+"""Cheap fitness on real benchmarks (smoke zoo): calibration accounting, estimates, test scores, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from frugalmerge.search.config import config_from_dict, load_config
+from frugalmerge.search.errors import ConfigError
+from frugalmerge.search.loop import run_search
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(tmp_path_factory) -> Path:
+    from frugalmerge.zoo import build_zoo
+
+    out = tmp_path_factory.mktemp("zoo") / "smoke"
+    build_zoo("smoke", out)
+    return out
+
+
+def _raw(zoo: Path, **over):
+    raw = {
+        "name": "cd", "seed": 1, "zoo": str(zoo), "base_model": "base",
+        "models": ["math_en", "lang_de"],
+        "method": {"choices": ["task_arithmetic", "ties"]},
+        "search": {"weight": {"bounds": [0.0, 1.5], "per": "layers", "groups": 2},
+                   "density": {"bounds": [0.3, 1.0]}},
+        "objectives": [{"name": "math_de", "benchmark": "math_de", "k": 5, "estimator": "default"}],
+        "calibration": {"random_merges": 2, "pool": 20},
+        "algorithm": {"name": "ga", "pop_size": 4},
+        "budget": {"generations": 2},
+        "final": {"max_pareto_test": 2},
+    }
+    raw.update(over)
+    return raw
+
+
+def test_cheap_fitness_run_accounts_items_and_scores_test(smoke_zoo, tmp_path):
+    cfg = config_from_dict(_raw(smoke_zoo))
+    result = run_search(cfg, tmp_path / "run", quiet=True)
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    # calibration: 2 sources + base + 2 random merges on a 20-item pool
+    assert result["calibration_items"] == 5 * 20
+    # every new candidate costs exactly k = 5 items; the total adds up
+    assert all(r["items"] == 5 for r in log)
+    assert result["items_evaluated"] == 100 + 5 * len(log)
+    search_items = len((smoke_zoo / "benchmarks" / "math_de" / "search.jsonl").read_text().splitlines())
+    test_items = len((smoke_zoo / "benchmarks" / "math_de" / "test.jsonl").read_text().splitlines())
+    assert result["items_full_fitness"] == len(log) * search_items
+    assert result["evolved"]["math_de"]["n"] == test_items
+    for cell in [result["evolved"], result["average"], *result["sources"].values()]:
+        assert 0.0 <= cell["math_de"]["acc"] <= 1.0
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["estimate"]["math_de"]["value"] == max(r["estimate"]["math_de"]["value"] for r in log)
+    export = tmp_path / "run" / "export" / "best"
+    assert (export / "config.json").is_file() and (export / "mergekit_config.yml").is_file()
+    assert yaml.safe_load((export / "mergekit_config.yml").read_text())["merge_method"] == best["recipe"]["merge_method"]
+
+
+def test_full_fitness_evaluates_every_search_item(smoke_zoo, tmp_path):
+    cfg = config_from_dict(_raw(smoke_zoo, fitness="full", budget={"generations": 1},
+                                final={"test": False, "export": "none"}))
+    result = run_search(cfg, tmp_path / "run", quiet=True)
+    assert result["calibration_items"] == 0
+    assert result["items_evaluated"] == result["items_full_fitness"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    assert all(r["estimate"]["math_de"]["value"] in {i / r["items"] for i in range(r["items"] + 1)} for r in log)
+
+
+def test_unknown_estimator_and_language_rule_errors(smoke_zoo):
+    with pytest.raises(ConfigError, match="unknown estimator 'oracle'"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "estimator": "oracle"}]))
+    with pytest.raises(ConfigError, match="language"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "language_fidelity": True}]))
+
+
+def test_quick_demo_writes_contract_summary_and_rerunnable_configs(smoke_zoo, tmp_path):
+    from frugalmerge.search.demo import run_demo
+
+    out = tmp_path / "demo"
+    run_demo(out, zoo_dir=smoke_zoo, quick=True)
+    summary = json.loads((out / "summary.json").read_text())
+    names = [s["name"] for s in summary["showcases"]]
+    assert names == ["cross_domain", "multilingual"]
+    for show in summary["showcases"]:
+        assert isinstance(show["objectives"], list) and show["objectives"]
+        for model, accs in show["sources"].items():
+            assert set(accs) == set(show["objectives"])
+        assert set(show["average"]) == set(show["objectives"]) == set(show["evolved"])
+        assert isinstance(show["items_evaluated"], int) and isinstance(show["items_full_fitness"], int)
+        assert all(0.0 <= v <= 1.0 for v in show["evolved"].values())
+        cfg = load_config(out / show["name"] / "config.yaml")  # re-runnable with `frugalmerge evolve`
+        assert cfg.objective_names == show["objectives"]
+        assert (out / show["name"] / "run" / ("pareto.json" if len(show["objectives"]) > 1 else "best.json")).is_file()
+    ml = summary["showcases"][1]
+    pareto = json.loads((out / "multilingual" / "run" / "pareto.json").read_text())
+    assert pareto["knee"] in {p["key"] for p in pareto["points"]}
+    assert (out / "multilingual" / "run" / "pareto.png").is_file()
+    assert np.isfinite(list(ml["evolved"].values())).all()
