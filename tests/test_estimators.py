@@ -126,6 +126,11 @@ def test_default_handles_missing_revealed_items(data):
     assert np.isfinite(est.predict(obs).score).all()
     with pytest.raises(EstimatorError, match="lack selected item"):
         est.predict(data.reveal(est.selected_items_[1:]))
+    # The search loop's convenience call agrees with predict on a one-row matrix.
+    row = dict(zip(est.selected_items_, data.take_items(est.selected_items_)[3]))
+    score, se = est.predict_one(row)
+    assert score == pytest.approx(float(est.predict(data.select_models([3]).reveal(est.selected_items_)).score[0]))
+    assert se > 0
 
 
 def test_exported_trees_match_sklearn():

@@ -117,6 +117,18 @@ class Estimator:
         score, se = self._predict(y)
         return Estimates(observed.model_ids, np.clip(score, 0.0, 1.0), np.asarray(se, dtype=np.float64))
 
+    def predict_one(self, scores: dict[str, float], model_id: str = "candidate") -> tuple[float, float]:
+        """Convenience for search loops: ``{item_id: score}`` of one model -> (estimate, standard error).
+
+        Items not in ``selected_items_`` are ignored; selected items absent from ``scores`` count
+        as missing (at least one must be present).
+        """
+        ids = self.selected_items_
+        row = np.array([[float(scores[i]) if i in scores else np.nan for i in ids]])
+        obs = ResponseMatrix(row, [model_id], ids)
+        out = self.predict(obs)
+        return float(out.score[0]), float(out.se[0])
+
     # -- state (cards) ------------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able metadata, named arrays) of the fitted state: attributes ending in ``_``."""
