@@ -263,9 +263,9 @@ def test_resume_refuses_changed_config(tiny_models, tmp_path):
         run_search(changed, tmp_path / "run", resume=True, quiet=True)
 
 
-@pytest.mark.parametrize("algo", ["cmaes", "de", "random"])
+@pytest.mark.parametrize("algo", ["cmaes"])
 def test_crash_mid_run_and_resume_in_process(tiny_models, tmp_path, monkeypatch, algo):
-    """The same guarantee for the other optimisers (a crash at generation 2 of 4, then resume)."""
+    """The same guarantee for CMA-ES (the cma package; global numpy RNG): a crash at generation 3 of 4."""
     from frugalmerge.search import loop
 
     raw = _cfg(tiny_models, algorithm={"name": algo, "pop_size": 6})

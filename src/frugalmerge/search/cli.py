@@ -11,8 +11,20 @@ import typer
 
 
 def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    msg = " ".join(str(exc).split())
+    typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(code=2)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    """The library's own error types: reported in one line (anything else is a bug: traceback)."""
+    from frugalmerge.estimators.errors import EstimatorError
+    from frugalmerge.evaluation.errors import EvaluationError
+    from frugalmerge.merging.errors import MergeError
+    from frugalmerge.search.errors import SearchError
+    from frugalmerge.zoo.errors import ZooError
+
+    return (SearchError, MergeError, EvaluationError, EstimatorError, ZooError)
 
 
 def evolve(
@@ -22,15 +34,13 @@ def evolve(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Evolve merge recipes with cheap fitness; writes best.json / pareto.json, plots, report.md."""
-    from frugalmerge.search.errors import SearchError
-
     try:
         from frugalmerge.search.config import load_config
         from frugalmerge.search.loop import run_search
 
         cfg = load_config(config)
         summary = run_search(cfg, out, resume=resume, quiet=quiet)
-    except SearchError as exc:
+    except _known_errors() as exc:
         _fail(exc)
         return
     typer.echo(f"{cfg.name}: {summary['candidates']} candidates, {summary['items_evaluated']:,} items evaluated "
@@ -43,13 +53,11 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="smoke-size zoo and tiny budgets (seconds; for tests)"),
 ) -> None:
     """Both showcases on the zoo (cross-domain, multilingual); prints the final table."""
-    from frugalmerge.search.errors import SearchError
-
     try:
         from frugalmerge.search.demo import run_demo
 
         run_demo(out, zoo_dir=zoo, quick=quick)
-    except SearchError as exc:
+    except _known_errors() as exc:
         _fail(exc)
 
 

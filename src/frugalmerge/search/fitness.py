@@ -159,6 +159,9 @@ class Objective:
     def describe(self) -> str:
         return self.name
 
+    def check(self) -> None:
+        """Validate inputs before any work (raise :class:`ConfigError`)."""
+
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 
@@ -232,6 +235,18 @@ class BenchmarkObjective(Objective):
     def full_items(self) -> int:
         return len(self.search_bench.items)
 
+    def check(self) -> None:
+        """Load both splits now, so a malformed benchmark fails before any model work."""
+        from frugalmerge.search.errors import ConfigError
+
+        for split in ("search", "test"):
+            try:
+                getattr(self, f"{split}_bench")
+            except Exception as exc:  # BenchmarkFormatError and friends: one line naming the file
+                msg = " ".join(str(exc).split())
+                raise ConfigError(f"objective {self.name!r}: cannot load the {split} split of benchmark "
+                                  f"{self.spec.benchmark!r}: {msg}") from None
+
     def _responses(self, bench: Any, recipe: dict[str, Any], key: str, item_ids: list[str] | None) -> dict[str, float]:
         from frugalmerge.evaluation import evaluate
 
@@ -267,7 +282,10 @@ class BenchmarkObjective(Objective):
         if self.spec.subset is not None:
             params["subset"] = self.spec.subset
         est = make_estimator(self.spec.estimator, **params)
-        est.fit(matrix, k=min(self.spec.k, len(self.pool)), seed=self.config.seed)
+        # MERGE³-style estimators (mpirt, gmpirt) combine the endpoint models' abilities.
+        endpoints = [n for n, _, _ in recipes if n.startswith("source:")]
+        est.fit(matrix, k=min(self.spec.k, len(self.pool)), seed=self.config.seed,
+                **({"endpoints": endpoints} if len(endpoints) >= 2 else {}))
         self.estimator = est
         self.items = list(est.selected_items_)
         self.calibration = {"models": [n for n, _, _ in recipes], "values": values,
@@ -318,7 +336,9 @@ class BenchmarkObjective(Objective):
             params = dict(self.spec.estimator_params)
             if self.spec.subset is not None:
                 params["subset"] = self.spec.subset
-            est = make_estimator(self.spec.estimator, **params).fit(matrix, k=k, seed=self.config.seed)
+            endpoints = [n for n in cal["models"] if n.startswith("source:")]
+            est = make_estimator(self.spec.estimator, **params).fit(
+                matrix, k=k, seed=self.config.seed, **({"endpoints": endpoints} if len(endpoints) >= 2 else {}))
             self._promoted[k] = est
         est = self._promoted[k]
         items = list(est.selected_items_)
@@ -357,7 +377,10 @@ class Fitness:
     @classmethod
     def build(cls, config: SearchConfig, space: SearchSpace) -> Fitness:
         host = ModelHost(config)
-        return cls(config, space, host, [make_objective(s, config, host) for s in config.objectives])
+        objectives = [make_objective(s, config, host) for s in config.objectives]
+        for objective in objectives:
+            objective.check()
+        return cls(config, space, host, objectives)
 
     @property
     def names(self) -> list[str]:

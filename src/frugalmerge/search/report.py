@@ -29,9 +29,11 @@ def write_report(run: SearchRun, state: SearchState, summary: dict[str, Any],
               f"- fitness: `{cfg.fitness}`"]
     for o in run.fitness.objectives:
         lines.append(f"  - {o.describe()}")
-    lines += [f"- estimator calibration: sources={cfg.calibration.include_sources}, base={cfg.calibration.include_base}, "
-              f"{cfg.calibration.random_merges} seeded random merges on the calibration pool "
-              f"({summary['calibration_items']:,} items, counted below)",
+    if summary["calibration_items"]:
+        lines.append(f"- estimator calibration: responses of the sources ({cfg.calibration.include_sources}), the base "
+                     f"({cfg.calibration.include_base}) and {cfg.calibration.random_merges} seeded random merges on the "
+                     f"calibration pool: {summary['calibration_items']:,} items, counted below")
+    lines += [
               f"- items evaluated by this search: **{summary['items_evaluated']:,}**; the same search with "
               f"full-benchmark fitness: {summary['items_full_fitness']:,} "
               f"({summary['items_full_fitness'] / max(summary['items_evaluated'], 1):.1f}x more)",
