@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmark", default="math_de", help="zoo benchmark (search split)")
     parser.add_argument("--items", type=int, default=200, help="items per throughput run")
     parser.add_argument("--subset", type=int, default=50, help="items of the search hot path")
-    parser.add_argument("--batch-sizes", default="1,8,16,32,64")
+    parser.add_argument("--batch-sizes", default="1,8,16,32,64,auto",
+                        help="comma-separated; auto = evaluate's automatic batching")
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", default="../shared/data", help="shared data (GSM8K loading)")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=150)
     model, tok, bench, subject = _load_subject(args)
     ids = bench.item_ids[: args.items]
-    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    sizes = [None if b == "auto" else int(b) for b in args.batch_sizes.split(",")]
     tasks = {
         "teacher_forced_exact": bench.with_task(TaskSpec(type="teacher_forced_exact")),
         "generative_exact": bench.with_task(TaskSpec(type="generative_exact",
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title="items per second (best of %d; median in brackets)" % args.repeats)
     table.add_column("task")
     for b in sizes:
-        table.add_column(f"batch {b}", justify="right")
+        table.add_column(f"batch {b or 'auto'}", justify="right")
     table.add_column("batched / batch 1", justify="right")
     for name, b_task in tasks.items():
         evaluate(model, tok, b_task, ids[:4])  # tokenise once, warm up
@@ -147,14 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                                           "median_s": med, "items_per_s": rates[b]})
         top = max(rates, key=rates.get)
         ratio = rates[top] / rates[sizes[0]] if sizes[0] == 1 else float("nan")
-        cells.append(f"{ratio:.1f}x (batch {top})")
+        cells.append(f"{ratio:.1f}x (batch {top or 'auto'})")
         table.add_row(name, *cells)
     console.print(table)
 
     # The search's hot path: a subset of items on a freshly merged model.
     sub = ids[: args.subset]
     tf = tasks["teacher_forced_exact"]
-    cold, cold_med = _time(lambda: evaluate(model, tok, tf, sub, batch_size=32), args.repeats)
+    cold, cold_med = _time(lambda: evaluate(model, tok, tf, sub), args.repeats)
     fp_s, _ = _time(lambda: model_fingerprint(model), args.repeats)
     cache = EvalCache()
     evaluate(model, tok, tf, sub, cache=cache, fingerprint="m")
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     hot_table = Table(title="search hot path")
     hot_table.add_column("what")
     hot_table.add_column("ms", justify="right")
-    hot_table.add_row(f"evaluate {len(sub)} items, teacher-forced, batch 32 (best / median)",
+    hot_table.add_row(f"evaluate {len(sub)} items, teacher-forced, auto batching (best / median)",
                       f"{cold * 1e3:.0f} / {cold_med * 1e3:.0f}")
     hot_table.add_row("model_fingerprint (weights hash)", f"{fp_s * 1e3:.1f}")
     hot_table.add_row(f"evaluate {len(sub)} items, all cached", f"{hit * 1e3:.2f}")

@@ -184,6 +184,16 @@ def test_language_rule_on_generated_answers(trained_model):
     assert sum(evaluate(model, tok, de).values()) == 0  # "the answer is 5" is English
 
 
+def test_token_budget_batching():
+    from frugalmerge.evaluation.runner import _batches
+
+    lengths = [30, 30, 20, 10, 10, 10, 100]
+    order = sorted(range(7), key=lambda i: -lengths[i])  # 6, 0, 1, 2, 3, 4, 5
+    assert list(_batches(order, lengths, 3, None)) == [[6, 0, 1], [2, 3, 4], [5]]
+    # budget 60 padded tokens: the 100-token row alone, then 2 x 30, then 20+10+10 padded to 20
+    assert list(_batches(order, lengths, 8, 60)) == [[6], [0, 1], [2, 3, 4], [5]]
+
+
 def test_cache_hits_and_settings(random_model):
     model, tok = random_model
     items = [Item(id=f"x{i}", prompt=p, answer="the cat") for i, p in enumerate(PROMPTS)]
