@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from frugalmerge.estimators import cli as estimators_cli
+from frugalmerge.evaluation import cli as evaluation_cli
 from frugalmerge.merging import cli as merging_cli
 from frugalmerge.search import cli as search_cli
 from frugalmerge.zoo import cli as zoo_cli
@@ -32,7 +33,7 @@ def _configure(
     configure_torch_threads(threads or None)
 
 
-for _stage in (merging_cli, estimators_cli, zoo_cli, search_cli):
+for _stage in (merging_cli, evaluation_cli, estimators_cli, zoo_cli, search_cli):
     _stage.register(app)
 
 
