@@ -46,11 +46,11 @@ def test_cheap_fitness_run_accounts_items_and_scores_test(smoke_zoo, tmp_path):
     # multi-fidelity: the top 2 candidates re-estimated on 10 items each
     assert result["promotion_items"] == 2 * 10
     log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
-    # calibration: 2 sources + base + 2 random merges on a 20-item pool
-    assert result["calibration_items"] == 5 * 20
+    # calibration: 2 sources + base + average + 2 random merges on a 20-item pool
+    assert result["calibration_items"] == 6 * 20
     # every new candidate costs exactly k = 5 items; the total adds up
     assert all(r["items"] == 5 for r in log)
-    assert result["items_evaluated"] == 100 + 5 * len(log)
+    assert result["items_evaluated"] == 120 + 5 * len(log)
     search_items = len((smoke_zoo / "benchmarks" / "math_de" / "search.jsonl").read_text().splitlines())
     test_items = len((smoke_zoo / "benchmarks" / "math_de" / "test.jsonl").read_text().splitlines())
     assert result["items_full_fitness"] == len(log) * search_items
@@ -72,6 +72,17 @@ def test_full_fitness_evaluates_every_search_item(smoke_zoo, tmp_path):
     assert result["items_evaluated"] == result["items_full_fitness"]
     log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
     assert all(r["estimate"]["math_de"]["value"] in {i / r["items"] for i in range(r["items"] + 1)} for r in log)
+
+
+def test_adaptive_testing_objective(smoke_zoo, tmp_path):
+    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{"name": "math_de", "benchmark": "math_de", "k": 4,
+                                                        "adaptive": True}],
+                                budget={"generations": 1}, final={"test": False, "export": "none"}))
+    result = run_search(cfg, tmp_path / "run", quiet=True)
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    assert log and all(r["items"] == 4 for r in log)
+    assert all(0.0 <= r["estimate"]["math_de"]["value"] <= 1.0 for r in log)
+    assert result["items_evaluated"] == result["calibration_items"] + 4 * len(log)
 
 
 def test_unknown_estimator_and_language_rule_errors(smoke_zoo):

@@ -133,6 +133,10 @@ class ObjectiveSpec(_Frozen):
     #: a response counts only in the target language (True, or the evaluation stage's
     #: LanguageRule fields, e.g. {detector: builtin, min_words: 3}); needs a generative task
     language_fidelity: bool | dict[str, Any] = False
+    #: sequential adaptive testing per candidate instead of a fixed subset: each next item is the
+    #: most informative at the candidate's current IRT ability (IRT calibrated on the calibration
+    #: responses); the estimate is p-IRT (observed items + IRT probabilities for the rest)
+    adaptive: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> ObjectiveSpec:
@@ -168,13 +172,14 @@ class BudgetSpec(_Frozen):
 
 
 class CalibrationSpec(_Frozen):
-    """How the estimators are fitted: responses of the sources, the base and ``random_merges``
-    seeded random recipes on ``pool`` items of the search split (all of it when ``pool`` is None);
+    """How the estimators are fitted: responses of the sources, the base, the naive average and
+    ``random_merges`` seeded random recipes on ``pool`` items of the search split (all of it when ``pool`` is None);
     every one of those item evaluations counts in the run's items evaluated."""
 
     random_merges: int = Field(default=6, ge=0)
     include_sources: bool = True
     include_base: bool = True
+    include_average: bool = True
     pool: int | None = Field(default=None, ge=2)
 
 

@@ -6,7 +6,7 @@ Objective kinds live in a registry (``@register_objective``):
   ``k`` items its estimator selected from the benchmark's SEARCH split, and the estimator predicts
   its accuracy on the whole search split (``estimator: full`` evaluates every search item instead).
   How the estimator is fitted (:meth:`BenchmarkObjective.calibrate`): before the search, the
-  sources, the base and ``calibration.random_merges`` seeded random recipes of the search space are
+  sources, the base, the naive average and ``calibration.random_merges`` seeded random recipes of the search space are
   evaluated on the calibration pool (the whole search split, or ``calibration.pool`` seeded random
   items of it); the estimator is fitted on that response matrix (target = each model's pool mean)
   with ``k`` and the run's seed. Every one of those item evaluations counts in the run's items.
@@ -278,6 +278,14 @@ class BenchmarkObjective(Objective):
         values = np.asarray(rows, dtype=np.float64)
         matrix = ResponseMatrix(values=values, model_ids=tuple(n for n, _, _ in recipes),
                                 item_ids=tuple(self.pool), name=f"calibration:{self.name}")
+        self.calibration = {"models": [n for n, _, _ in recipes], "values": values,
+                            "pool": list(self.pool), "means": values.mean(axis=1)}
+        if self.spec.adaptive:
+            from frugalmerge.estimators.irt import calibrate
+
+            self.estimator = calibrate(values, tuple(self.pool))  # IRT item parameters
+            self.items = list(self.pool)
+            return int(values.size)
         params = dict(self.spec.estimator_params)
         if self.spec.subset is not None:
             params["subset"] = self.spec.subset
@@ -288,8 +296,6 @@ class BenchmarkObjective(Objective):
                 **({"endpoints": endpoints} if len(endpoints) >= 2 else {}))
         self.estimator = est
         self.items = list(est.selected_items_)
-        self.calibration = {"models": [n for n, _, _ in recipes], "values": values,
-                            "pool": list(self.pool), "means": values.mean(axis=1)}
         return int(values.size)
 
     def state(self) -> dict[str, Any]:
@@ -311,7 +317,33 @@ class BenchmarkObjective(Objective):
         est = estimator.predict(obs)
         return float(est.score[0]), float(est.se[0])
 
+    def _adaptive(self, recipe: dict[str, Any], key: str, k: int) -> Score:
+        """Sequential adaptive test of ``k`` items, then the p-IRT estimate of the pool mean."""
+        from frugalmerge.estimators.irt import estimate_ability
+        from frugalmerge.subsets import AdaptiveSession
+
+        params = self.estimator
+        session = AdaptiveSession(params)
+        for _ in range(min(k, len(self.pool))):
+            item = session.next_item()
+            session.record(item, self._responses(self.search_bench, recipe, key, [item])[item])
+        cols = np.asarray(session.asked)
+        theta, sd = estimate_ability(params, np.asarray([session.scores]), cols)
+        unasked = np.ones(len(self.pool), dtype=bool)
+        unasked[cols] = False
+
+        def pool_mean(t: np.ndarray) -> float:
+            p = params.prob(t)[0]
+            return float((np.sum(session.scores) + p[unasked].sum()) / len(self.pool))
+
+        value = pool_mean(theta)
+        # SE: the pool mean's spread over +-1 posterior SD of the ability.
+        se = abs(pool_mean(theta + sd) - pool_mean(theta - sd)) / 2.0
+        return Score(value, se, len(cols))
+
     def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
+        if self.spec.adaptive and not self.full:
+            return self._adaptive(recipe, key, self.spec.k)
         resp = self._responses(self.search_bench, recipe, key, self.items)
         if self.full or self.estimator is None:
             mean = float(np.mean([resp[i] for i in self.items]))
@@ -321,7 +353,11 @@ class BenchmarkObjective(Objective):
 
     def promote(self, recipe: dict[str, Any], key: str, k: int) -> Score:
         """Re-estimate on ``k`` items (an estimator refitted with k on the calibration data)."""
-        if self.full or self.estimator is None or k <= len(self.items):
+        if self.full or self.estimator is None:
+            return self.evaluate(recipe, key)
+        if self.spec.adaptive and k < len(self.pool):
+            return self._adaptive(recipe, key, k)
+        if k <= len(self.items) and not self.spec.adaptive:
             return self.evaluate(recipe, key)
         if k >= len(self.pool):
             resp = self._responses(self.search_bench, recipe, key, self.pool)
@@ -355,6 +391,9 @@ class BenchmarkObjective(Objective):
     def describe(self) -> str:
         if self.full:
             return f"{self.name}: benchmark {self.spec.benchmark}, full search split ({len(self.items)} items)"
+        if self.spec.adaptive:
+            return (f"{self.name}: benchmark {self.spec.benchmark}, sequential adaptive test of {self.spec.k} "
+                    f"of {len(self.pool)} pool items (2PL IRT, p-IRT estimate)")
         return (f"{self.name}: benchmark {self.spec.benchmark}, estimator {self.spec.estimator} on "
                 f"{len(self.items)} of {len(self.pool)} pool items")
 
@@ -400,6 +439,10 @@ class Fitness:
             out += [(f"source:{m}", source_recipe(self.config, m)) for m in self.config.models]
         if cal.include_base and self.config.base_model is not None:
             out.append(("base", base_recipe(self.config)))
+        if cal.include_average and len(self.config.models) > 1:
+            from frugalmerge.search.space import average_recipe
+
+            out.append(("average", average_recipe(self.config)))
         rng = np.random.default_rng([self.config.seed, 104729])
         for i, x in enumerate(self.space.random(rng, cal.random_merges)):
             out.append((f"random:{i}", self.space.decode(x)))
