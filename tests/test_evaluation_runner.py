@@ -162,6 +162,29 @@ def test_generation_stops_when_done(trained_model):
             assert short == ids[:2] and short_text == "the answer"
 
 
+def test_rows_finishing_at_different_steps_leave_the_batch_correctly(random_model):
+    """Finished rows are dropped from the batch and the KV cache; the others continue exactly."""
+    model, tok = random_model
+    ctx = _ctx(model, tok, Benchmark("d", TaskSpec(type="generative_exact"), []), batch_size=8)
+    prompts = [tok(p)["input_ids"] for p in PROMPTS]
+
+    def done(text: str) -> bool:
+        return any(w in text.split() for w in ("cat", "dog", "the", "7"))
+
+    full = greedy_generate(ctx, prompts, max_new_tokens=10)
+    early = greedy_generate(ctx, prompts, max_new_tokens=10, done=done)
+    stops = set()
+    for (ids, _), (short, _) in zip(full, early):
+        expected = ids
+        for k in range(1, len(ids) + 1):
+            if done(tok.decode(ids[:k], skip_special_tokens=True)):
+                expected = ids[:k]
+                break
+        assert short == expected
+        stops.add(len(short))
+    assert len(stops) >= 3  # rows really finished at different steps
+
+
 def test_multiple_choice_picks_the_trained_answer(trained_model):
     model, tok, items = trained_model
     mc = [Item(id=it.id, prompt=it.prompt, answer="1",
