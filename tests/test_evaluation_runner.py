@@ -217,6 +217,22 @@ def test_token_budget_batching():
     assert list(_batches(order, lengths, 8, 60)) == [[6], [0, 1], [2, 3, 4], [5]]
 
 
+def test_subsets_reuse_the_parents_tokenisation(random_model, monkeypatch):
+    model, tok = random_model
+    from frugalmerge.evaluation import prompts
+
+    items = [Item(id=f"x{i}", prompt=p, answer="the cat") for i, p in enumerate(PROMPTS)]
+    bench = Benchmark("t", TaskSpec(type="teacher_forced_exact"), items)
+    calls = []
+    real = prompts._encode
+    monkeypatch.setattr(prompts, "_encode", lambda b, t, its, chat: calls.append(len(its)) or
+                        real(b, t, its, chat))
+    evaluate(model, tok, bench, ["x1", "x2"])
+    evaluate(model, tok, bench.subset(["x2", "x3"]))
+    evaluate(model, tok, bench.subset(["x1", "x3"]), ["x1"])
+    assert calls == [2, 1]  # x1, x2 once; then only x3
+
+
 def test_cache_hits_and_settings(random_model):
     model, tok = random_model
     items = [Item(id=f"x{i}", prompt=p, answer="the cat") for i, p in enumerate(PROMPTS)]

@@ -226,9 +226,15 @@ class Benchmark:
         return [self.items[self._index[i]] for i in ids]
 
     def subset(self, item_ids: Iterable[str], name: str | None = None) -> Benchmark:
-        """A benchmark of these items (in the given order), sharing task and few-shot pool."""
-        return Benchmark(name=name or self.name, task=self.task, items=tuple(self.resolve(item_ids)),
-                         fewshot_pool=self.pool)
+        """A benchmark of these items (in the given order), sharing task and few-shot pool.
+
+        A subset also shares its parent's runtime caches (tokenised prompts, language
+        detectors): they depend only on task, pool and tokenizer, which are the same.
+        """
+        sub = Benchmark(name=name or self.name, task=self.task, items=tuple(self.resolve(item_ids)),
+                        fewshot_pool=self.pool)
+        object.__setattr__(sub, "_runtime_cache", self._runtime_cache)
+        return sub
 
     def with_task(self, task: TaskSpec | str | dict[str, Any]) -> Benchmark:
         """The same items scored by another task."""
