@@ -115,3 +115,28 @@ def test_quick_demo_writes_contract_summary_and_rerunnable_configs(smoke_zoo, tm
     assert pareto["knee"] in {p["key"] for p in pareto["points"]}
     assert (out / "multilingual" / "run" / "pareto.png").is_file()
     assert np.isfinite(list(ml["evolved"].values())).all()
+
+
+def test_resume_with_real_fitness_matches(smoke_zoo, tmp_path, monkeypatch):
+    """Crash after generation 1 of a real (engine + estimator) run; the resumed run, which restores
+    the fitted estimator from the checkpoint instead of calibrating again, ends identically."""
+    from frugalmerge.search import loop
+
+    raw = _raw(smoke_zoo, final={"max_pareto_test": 1, "export": "none"})
+    run_search(config_from_dict(raw), tmp_path / "ref", quiet=True)
+    real = loop.SearchRun._generation
+    calls = {"n": 0}
+
+    def crashing(self, state):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(self, state)
+
+    monkeypatch.setattr(loop.SearchRun, "_generation", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    monkeypatch.setattr(loop.SearchRun, "_generation", real)
+    monkeypatch.setattr(loop.Fitness, "calibrate", lambda self: pytest.fail("resume must not calibrate again"))
+    run_search(config_from_dict(raw), tmp_path / "run", resume=True, quiet=True)
+    assert json.loads((tmp_path / "run" / "best.json").read_text()) == json.loads((tmp_path / "ref" / "best.json").read_text())
