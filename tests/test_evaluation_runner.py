@@ -195,6 +195,26 @@ def test_multiple_choice_picks_the_trained_answer(trained_model):
     assert accuracy(evaluate(model, tok, norm))[0] >= 0.9
 
 
+def test_graded_scores(trained_model):
+    model, tok, items = trained_model
+    half = [Item(id=it.id, prompt=it.prompt, answer="the answer cat dog") for it in items[:4]]
+    tf = Benchmark("g", TaskSpec(type="teacher_forced_exact", graded=True), items[:4] + [
+        Item(id=h.id + "h", prompt=h.prompt, answer=h.answer) for h in half])
+    graded = evaluate(model, tok, tf)
+    binary = evaluate(model, tok, tf.with_task(TaskSpec(type="teacher_forced_exact")))
+    for key, value in graded.items():
+        assert (value == 1.0) == (binary[key] == 1.0) and 0.0 <= value <= 1.0
+    # "the answer" right (2 of 5 tokens incl. end of text), "cat dog </s>" wrong
+    assert [graded[h.id + "h"] for h in half] == [0.4] * 4
+    mc = [Item(id=it.id, prompt=it.prompt, answer="1", choices=("the answer is 0", it.answer))
+          for it in items]
+    probs = evaluate(model, tok, Benchmark("mc", TaskSpec(type="multiple_choice", graded=True), mc))
+    wins = evaluate(model, tok, Benchmark("mc", TaskSpec(type="multiple_choice"), mc))
+    assert all((probs[k] > 0.5) == (wins[k] == 1.0) for k in probs)
+    with pytest.raises(ValueError, match="graded"):
+        TaskSpec(type="generative_exact", graded=True)
+
+
 def test_language_rule_on_generated_answers(trained_model):
     model, tok, items = trained_model
     plain = evaluate(model, tok, Benchmark("n", TaskSpec(type="generative_numeric",

@@ -149,19 +149,37 @@ def _batches(order: Sequence[int], lengths: Sequence[int], rows: int, tokens: in
 def score_continuations(ctx: RunContext, rows: Sequence[tuple[Sequence[int], Sequence[int]]]
                         ) -> tuple[np.ndarray, np.ndarray]:
     """For each ``(context, continuation)`` row: the summed log-probability of the continuation
-    and whether greedy argmax predicts every continuation token. One forward pass per batch.
+    and whether greedy argmax predicts every continuation token. One forward pass per batch."""
+    stats = continuation_stats(ctx, rows, logprobs=True)
+    return stats.logprob, stats.greedy
+
+
+@dataclass(frozen=True)
+class ContinuationStats:
+    """Per-row results of :func:`continuation_stats` (arrays in row order)."""
+
+    logprob: np.ndarray  # summed log-probability of the continuation (zeros when not asked)
+    greedy: np.ndarray  # greedy argmax predicts every continuation token
+    token_accuracy: np.ndarray  # fraction of continuation tokens that greedy argmax predicts
+
+
+def continuation_stats(ctx: RunContext, rows: Sequence[tuple[Sequence[int], Sequence[int]]],
+                       *, logprobs: bool = True) -> ContinuationStats:
+    """Score ``(context, continuation)`` rows in one forward pass per batch.
 
     The input is ``context + continuation[:-1]`` (the last token is only predicted); rows are
     sorted by length so a batch pads little; all continuation positions are right-aligned, so
-    the last ``T`` logits (T = longest continuation of the batch) cover them.
+    the last ``T`` logits (T = longest continuation of the batch) cover them. ``logprobs=False``
+    skips the log-softmax over the vocabulary (argmax only: cheaper for large vocabularies).
     """
     import torch
 
     n = len(rows)
     logprob = np.zeros(n, dtype=np.float64)
     greedy = np.zeros(n, dtype=bool)
+    token_acc = np.zeros(n, dtype=np.float64)
     if n == 0:
-        return logprob, greedy
+        return ContinuationStats(logprob, greedy, token_acc)
     for context, cont in rows:
         if not context or not cont:
             raise EvaluationError("a scored continuation needs a non-empty context and continuation")
@@ -181,16 +199,21 @@ def score_continuations(ctx: RunContext, rows: Sequence[tuple[Sequence[int], Seq
             targets = targets.to(device)
             valid = targets >= 0
             safe = targets.clamp(min=0)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            tok_logp = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * valid
-            hit = (logits.argmax(-1) == safe) | ~valid
-            sums = tok_logp.sum(-1).double().cpu().numpy()
-            alls = hit.all(-1).cpu().numpy()
+            hit = (logits.argmax(-1) == safe) & valid
+            counts = valid.sum(-1)
+            alls = (hit.sum(-1) == counts).cpu().numpy()
+            fracs = (hit.sum(-1).double() / counts.double()).cpu().numpy()
+            if logprobs:
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                tok_logp = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * valid
+                sums = tok_logp.sum(-1).double().cpu().numpy()
             for row, i in enumerate(batch):
-                logprob[i] = sums[row]
                 greedy[i] = alls[row]
+                token_acc[i] = fracs[row]
+                if logprobs:
+                    logprob[i] = sums[row]
             ctx.advance(len(batch))
-    return logprob, greedy
+    return ContinuationStats(logprob, greedy, token_acc)
 
 
 def greedy_generate(ctx: RunContext, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -281,9 +304,12 @@ def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor,
 @register_scorer("teacher_forced_exact")
 def score_teacher_forced(ctx: RunContext, items: Sequence[Item], enc: Sequence[EncodedItem]
                          ) -> list[float]:
-    """1 when greedy argmax reproduces the whole reference continuation (and end of text)."""
-    _, greedy = score_continuations(ctx, [(e.prompt, e.targets[0]) for e in enc])
-    return [float(g) for g in greedy]
+    """1 when greedy argmax reproduces the whole reference continuation (and end of text);
+    graded: the fraction of reference tokens it reproduces."""
+    stats = continuation_stats(ctx, [(e.prompt, e.targets[0]) for e in enc], logprobs=False)
+    if ctx.benchmark.task.graded:
+        return [float(a) for a in stats.token_accuracy]
+    return [float(g) for g in stats.greedy]
 
 
 @register_scorer("multiple_choice")
@@ -302,7 +328,11 @@ def score_multiple_choice(ctx: RunContext, items: Sequence[Item], enc: Sequence[
         if ctx.benchmark.task.choice_normalization == "length":
             values = values / np.asarray(e.target_chars, dtype=float)
         cursor += len(e.targets)
-        scores.append(float(int(np.argmax(values)) == choice_index(it)))
+        if ctx.benchmark.task.graded:  # probability of the correct choice among the choices
+            weights = np.exp(values - values.max())
+            scores.append(float(weights[choice_index(it)] / weights.sum()))
+        else:
+            scores.append(float(int(np.argmax(values)) == choice_index(it)))
     return scores
 
 

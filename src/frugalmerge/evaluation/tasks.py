@@ -123,6 +123,9 @@ class TaskSpec(BaseModel):
     #: generative_numeric: stop a response once it states its final answer ("The answer is 12."
     #: or "#### 12" followed by a non-number character): the rest cannot change the score.
     stop_on_answer: bool = True
+    #: Graded instead of 0/1 scores: teacher_forced_exact -> fraction of reference tokens the
+    #: model predicts; multiple_choice -> probability of the correct choice among the choices.
+    graded: bool = False
     language_rule: LanguageRule | None = None
 
     @field_validator("type")
@@ -137,6 +140,13 @@ class TaskSpec(BaseModel):
         if self.language_rule is not None and not TASK_TYPES[self.type].generative:
             raise ValueError(f"a language_rule needs a generative task type; {self.type!r} "
                              "scores the reference, not a response")
+        return self
+
+    @model_validator(mode="after")
+    def _graded_types(self) -> TaskSpec:
+        if self.graded and self.type not in ("teacher_forced_exact", "multiple_choice"):
+            raise ValueError(f"graded scores exist for teacher_forced_exact and multiple_choice, "
+                             f"not {self.type!r}")
         return self
 
     @property
