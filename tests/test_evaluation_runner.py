@@ -162,9 +162,16 @@ def test_generation_stops_when_done(trained_model):
             assert short == ids[:2] and short_text == "the answer"
 
 
-def test_rows_finishing_at_different_steps_leave_the_batch_correctly(random_model):
-    """Finished rows are dropped from the batch and the KV cache; the others continue exactly."""
+@pytest.mark.parametrize("prune", [True, False])
+def test_rows_finishing_at_different_steps_leave_the_batch_correctly(random_model, monkeypatch,
+                                                                     prune):
+    """Finished rows are dropped from the batch and the KV cache (or, with a cache that cannot
+    drop rows, ignored); the others continue exactly."""
     model, tok = random_model
+    if not prune:
+        from transformers import cache_utils
+
+        monkeypatch.delattr(cache_utils.Cache, "reorder_cache")
     ctx = _ctx(model, tok, Benchmark("d", TaskSpec(type="generative_exact"), []), batch_size=8)
     prompts = [tok(p)["input_ids"] for p in PROMPTS]
 

@@ -276,6 +276,8 @@ def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor,
         toks = next_tok.tolist()
         keep: list[int] = []
         for row, orig in enumerate(active):
+            if orig < 0:  # finished earlier (cache without row removal): ignore
+                continue
             if at_eos[row]:
                 continue
             generated[orig].append(toks[row])
@@ -284,12 +286,19 @@ def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor,
             keep.append(row)
         if not keep or step == max_new_tokens - 1:
             break
+        keep_set = set(keep)
         if len(keep) < len(active):
-            # Drop finished rows from the batch (and the KV cache) so they cost nothing more.
-            index = torch.as_tensor(keep, device=ctx.device)
-            past.reorder_cache(index)
-            next_tok, mask, last_pos = next_tok[index], mask[index], last_pos[index]
-            active = [active[r] for r in keep]
+            if hasattr(past, "reorder_cache"):
+                # Drop finished rows from the batch (and the KV cache): they cost nothing more.
+                index = torch.as_tensor(keep, device=ctx.device)
+                past.reorder_cache(index)
+                next_tok, mask, last_pos = next_tok[index], mask[index], last_pos[index]
+                active = [active[r] for r in keep]
+            else:
+                # A cache that cannot drop rows: finished rows keep running, results ignored.
+                for row, orig in enumerate(active):
+                    if row not in keep_set:
+                        active[row] = -1 - orig if orig >= 0 else orig
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         last_pos = last_pos + 1
         out = _forward(model, next_tok[:, None], mask, last_pos[:, None], keep=1, past=past,
