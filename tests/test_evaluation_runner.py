@@ -129,7 +129,10 @@ def test_padding_invariance_batch_vs_single(random_model):
     assert (single[1] == batched[1]).all()
     for task in ("multiple_choice", "teacher_forced_exact", "generative_exact"):
         b = bench.with_task(TaskSpec(type=task, max_new_tokens=4))
-        assert evaluate(model, tok, b, batch_size=1) == evaluate(model, tok, b, batch_size=5)
+        single_rows = evaluate(model, tok, b, batch_size=1)
+        assert single_rows == evaluate(model, tok, b, batch_size=5, max_batch_tokens=0)
+        assert single_rows == evaluate(model, tok, b)  # automatic batching
+        assert single_rows == evaluate(model, tok, b, batch_size=64, max_batch_tokens=30)
 
 
 def test_trained_model_generation_and_teacher_forcing_agree(trained_model):
@@ -242,6 +245,20 @@ def test_token_budget_batching():
     assert list(_batches(order, lengths, 3, None)) == [[6, 0, 1], [2, 3, 4], [5]]
     # budget 60 padded tokens: the 100-token row alone, then 2 x 30, then 20+10+10 padded to 20
     assert list(_batches(order, lengths, 8, 60)) == [[6], [0, 1], [2, 3, 4], [5]]
+
+
+def test_batching_resolution(random_model):
+    from frugalmerge.evaluation.runner import AUTO_BATCHING
+
+    model, tok = random_model
+    bench = Benchmark("b", TaskSpec(type="teacher_forced_exact"), [])
+    ctx = RunContext(model=model, tokenizer=tok, benchmark=bench, batch_size=None,
+                     advance=lambda n: None)
+    assert ctx.batching("score") == AUTO_BATCHING[("cpu", "score")]
+    ctx.batch_size = 128
+    assert ctx.batching("score") == (128, AUTO_BATCHING[("cpu", "score")][1])
+    ctx.max_batch_tokens = 0
+    assert ctx.batching("generate") == (128, None)
 
 
 def test_subsets_reuse_the_parents_tokenisation(random_model, monkeypatch):

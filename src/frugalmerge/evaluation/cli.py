@@ -20,6 +20,9 @@ def evaluate_command(
     limit: int = typer.Option(None, "--limit", min=1, help="only the first N items"),
     batch_size: int = typer.Option(None, "--batch-size", min=1,
                                    help="rows per forward pass (default: automatic)"),
+    max_batch_tokens: int = typer.Option(None, "--max-batch-tokens", min=0,
+                                         help="padded tokens per forward pass (default: "
+                                              "automatic; 0: no limit)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16"),
     responses: Path = typer.Option(None, "--responses", help="write a response-matrix CSV"),
@@ -35,14 +38,14 @@ def evaluate_command(
         spec = None
         if task is not None:
             spec = json.loads(task) if task.strip().startswith("{") else task
-        _run(benchmark, models, spec, fmt, limit, batch_size, device, dtype, responses,
-             json_out, cache_path)
+        _run(benchmark, models, spec, fmt, limit, (batch_size, max_batch_tokens), device, dtype,
+             responses, json_out, cache_path)
     except (EvaluationError, json.JSONDecodeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
-def _run(benchmark, models, spec, fmt, limit, batch_size, device, dtype, responses, json_out,
+def _run(benchmark, models, spec, fmt, limit, batching, device, dtype, responses, json_out,
          cache_path) -> None:
     import json
     import os
@@ -73,8 +76,8 @@ def _run(benchmark, models, spec, fmt, limit, batch_size, device, dtype, respons
             raise EvaluationError(f"{path} is not a Hugging Face model folder (no config.json)")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        scores[name] = evaluate(model.eval(), tokenizer, bench, batch_size=batch_size,
-                                cache=cache, progress=True)
+        scores[name] = evaluate(model.eval(), tokenizer, bench, batch_size=batching[0],
+                                max_batch_tokens=batching[1], cache=cache, progress=True)
         acc, se = accuracy(scores[name])
         table.add_row(name, f"{acc:.3f}", f"{se:.3f}")
     Console().print(table)
