@@ -140,3 +140,23 @@ def test_resume_with_real_fitness_matches(smoke_zoo, tmp_path, monkeypatch):
     monkeypatch.setattr(loop.Fitness, "calibrate", lambda self: pytest.fail("resume must not calibrate again"))
     run_search(config_from_dict(raw), tmp_path / "run", resume=True, quiet=True)
     assert json.loads((tmp_path / "run" / "best.json").read_text()) == json.loads((tmp_path / "ref" / "best.json").read_text())
+
+
+def test_estimator_card_objective_needs_no_calibration(smoke_zoo, tmp_path):
+    """A card fitted on responses of earlier merges drives the fitness; the run calibrates nothing."""
+    from frugalmerge.estimators import ResponseMatrix, make_estimator, save_card
+
+    ids = [json.loads(line)["id"] for line in (smoke_zoo / "benchmarks" / "math_de" / "search.jsonl").read_text().splitlines()]
+    rng = np.random.default_rng(0)
+    values = (rng.random((12, len(ids))) < np.linspace(0.1, 0.9, 12)[:, None]).astype(float)
+    matrix = ResponseMatrix(values, tuple(f"m{i}" for i in range(12)), tuple(ids))
+    est = make_estimator("random_mean").fit(matrix, k=6, seed=0)
+    save_card(est, matrix, tmp_path / "card")
+    raw = _raw(smoke_zoo, objectives=[{"name": "math_de", "benchmark": "math_de", "card": str(tmp_path / "card")}],
+               budget={"generations": 1}, final={"test": False, "export": "none"})
+    result = run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    assert result["calibration_items"] == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    assert all(r["items"] == 6 for r in log)
+    with pytest.raises(ConfigError, match="no estimator card"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "card": str(tmp_path / "nope")}]))

@@ -137,6 +137,9 @@ class ObjectiveSpec(_Frozen):
     #: most informative at the candidate's current IRT ability (IRT calibrated on the calibration
     #: responses); the estimate is p-IRT (observed items + IRT probabilities for the rest)
     adaptive: bool = False
+    #: a fitted estimator card (``frugalmerge estimators fit``) used as is: no calibration, its
+    #: selected items must belong to the benchmark's search split
+    card: Path | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ObjectiveSpec:
@@ -324,6 +327,12 @@ def config_from_dict(raw: dict[str, Any], root: str | Path = ".", *, check_paths
                     spec[split] = str(_resolve_path(str(spec[split]), root))
             own[name] = spec
     raw["benchmarks"] = {**zoo_benchmarks, **own}
+    objectives = raw.get("objectives")
+    if isinstance(objectives, (list, tuple)):
+        raw["objectives"] = [
+            {**o, "card": str(_resolve_path(str(o["card"]), root))} if isinstance(o, dict) and o.get("card") else o
+            for o in objectives
+        ]
     try:
         cfg = SearchConfig.model_validate(raw)
     except ValidationError as exc:
@@ -379,6 +388,8 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
                     if not Path(path).is_file():
                         raise ConfigError(f"config: benchmark {obj.benchmark!r}: {split} split {path} does not exist")
             _check_estimator(obj)
+            if obj.card is not None and check_paths and not (Path(obj.card) / "card.json").is_file():
+                raise ConfigError(f"config: objective {obj.name!r}: no estimator card at {obj.card} (no card.json)")
             if obj.language_fidelity:
                 try:
                     objective_task(obj, cfg.benchmarks[obj.benchmark])

@@ -253,12 +253,31 @@ class BenchmarkObjective(Objective):
         model = self.host.model_for(recipe, key)
         return evaluate(model, self.host.tokenizer, bench, item_ids, batch_size=self.config.batch_size)
 
+    @property
+    def needs_calibration(self) -> bool:
+        return not self.full and self.spec.card is None
+
+    def _load_card(self, all_ids: list[str]) -> None:
+        from frugalmerge.estimators import load_card
+
+        est, _card = load_card(self.spec.card)
+        missing = [i for i in est.selected_items_ if i not in set(all_ids)]
+        if missing:
+            raise SearchError(f"objective {self.name!r}: card {self.spec.card} selects item {missing[0]!r}, "
+                              f"which is not in the search split of {self.spec.benchmark!r}")
+        self.estimator = est
+        self.items = list(est.selected_items_)
+        self.pool = all_ids
+
     # calibration
     def calibrate(self, recipes: list[tuple[str, dict[str, Any], str]]) -> int:
         """Evaluate ``recipes`` (name, recipe, key) on the pool and fit the estimator."""
         all_ids = [item.id for item in self.search_bench.items]
         if self.full:
             self.items = all_ids
+            return 0
+        if self.spec.card is not None:
+            self._load_card(all_ids)
             return 0
         from frugalmerge.estimators import ResponseMatrix, make_estimator
 
@@ -357,6 +376,8 @@ class BenchmarkObjective(Objective):
             return self.evaluate(recipe, key)
         if self.spec.adaptive and k < len(self.pool):
             return self._adaptive(recipe, key, k)
+        if self.spec.card is not None and k < len(self.pool):
+            return self.evaluate(recipe, key)  # a card has no calibration data to refit at k
         if k <= len(self.items) and not self.spec.adaptive:
             return self.evaluate(recipe, key)
         if k >= len(self.pool):
@@ -391,6 +412,9 @@ class BenchmarkObjective(Objective):
     def describe(self) -> str:
         if self.full:
             return f"{self.name}: benchmark {self.spec.benchmark}, full search split ({len(self.items)} items)"
+        if self.spec.card is not None:
+            return (f"{self.name}: benchmark {self.spec.benchmark}, estimator card {self.spec.card} "
+                    f"({len(self.items)} items)")
         if self.spec.adaptive:
             return (f"{self.name}: benchmark {self.spec.benchmark}, sequential adaptive test of {self.spec.k} "
                     f"of {len(self.pool)} pool items (2PL IRT, p-IRT estimate)")
@@ -450,7 +474,7 @@ class Fitness:
 
     def calibrate(self) -> int:
         """Fit every objective's estimator; returns items evaluated."""
-        if not any(isinstance(o, BenchmarkObjective) and not o.full for o in self.objectives):
+        if not any(isinstance(o, BenchmarkObjective) and o.needs_calibration for o in self.objectives):
             for o in self.objectives:
                 o.calibrate([])
             return 0
