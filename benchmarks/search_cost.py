@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         header = (f"# Search cost: cheap vs full fitness ({args.showcase})\n\n"
                   f"Zoo: `{zoo.root.name}` ({zoo.size}); algorithm {raw['algorithm']['name']}, population {args.pop}, "
                   f"{args.generations} generations, seed {args.seed}; cheap fitness: estimator `{args.estimator}` on "
-                  f"k = {args.k} items per objective, calibrated on sources + base + {args.random_merges} random "
+                  f"k = {args.k} items per objective, calibrated on sources + base + naive average + {args.random_merges} random "
                   f"merges over a {args.pool}-item pool of the search split. One run, 1 CPU thread.\n\n"
                   f"Command:\n\n```\n{cmd}\n```\n\n")
         md.write_text(header + table + "\n", encoding="utf-8")
