@@ -97,8 +97,8 @@ def finalize(run: SearchRun, state: SearchState, *, search_seconds: float, conso
     ranked, front = _ranked(run, entries)
     promoted, promotion_items = _promote(run, ranked) if final.promotion.top else ({}, 0)
     chosen = _choose(run, ranked, promoted)
-    console.print(f"[bold]{cfg.name}[/]: {len(entries)} candidates, {state.items:,} items evaluated; "
-                  "re-scoring on the held-out test split" if final.test else "")
+    console.print(f"[bold]{cfg.name}[/]: {len(entries)} candidates, {state.items:,} items evaluated"
+                  + ("; re-scoring on the held-out test split" if final.test else ""))
 
     # Which candidates get true test scores: the chosen one, then the best ranked ones.
     tested: dict[str, dict[str, Any]] = {}

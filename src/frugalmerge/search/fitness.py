@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +120,7 @@ def base_recipe(config: SearchConfig) -> dict[str, Any]:
 
 # --- objectives ------------------------------------------------------------------------------------
 
-class Objective:
+class Objective(ABC):
     """Base class: ``evaluate`` (search-time estimate) and ``test_score`` (end of run)."""
 
     def __init__(self, spec: ObjectiveSpec, config: SearchConfig, host: ModelHost) -> None:
@@ -142,11 +143,13 @@ class Objective:
     def restore(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`."""
 
+    @abstractmethod
     def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
-        raise NotImplementedError
+        """The search-time score of ``recipe`` (``key``: its cache key)."""
 
+    @abstractmethod
     def test_score(self, recipe: dict[str, Any], key: str) -> TestScore:
-        raise NotImplementedError
+        """The true score on the held-out test split (end of run only)."""
 
     def full_items(self) -> int:
         """Items one candidate costs with full-benchmark fitness."""

@@ -146,7 +146,8 @@ class SearchRun:
                               "or choose another --out)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / CONFIG, self.config.to_yaml())
-        self.log.truncate(0) if self.log.path.exists() else None
+        if self.log.path.exists():  # a crash before the first checkpoint left a log behind
+            self.log.truncate(0)
         if self.fitness.needs_models:
             configure_torch_threads()
             import torch  # noqa: F401  (its RNG is part of the checkpointed state)
