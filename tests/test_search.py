@@ -228,8 +228,8 @@ def test_kill_9_and_resume_matches_uninterrupted(tiny_models, tmp_path, algo, ob
     run_search(config_from_dict(raw), ref_dir, quiet=True)
 
     run_dir = tmp_path / "killed"
-    rng = random.Random()
-    kill_after = rng.randint(7, 5 * 6 - 4)  # candidates logged before the kill: mid-run, random
+    n_ref = len((ref_dir / "candidates.jsonl").read_text().splitlines())
+    kill_after = random.Random().randint(7, n_ref - 3)  # candidates logged before the kill: mid-run, random
     proc = _cli(["evolve", str(cfg_path), "--out", str(run_dir), "--quiet"], env_extra={"FM_TEST_SLEEP": "0.03"})
     log = run_dir / "candidates.jsonl"
     deadline = time.time() + 120
