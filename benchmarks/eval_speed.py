@@ -138,13 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("batched / batch 1", justify="right")
     for name, b_task in tasks.items():
         evaluate(model, tok, b_task, ids[:4])  # tokenise once, warm up
+        # Interleaved repeats (every batch size once per round): the load of a shared machine
+        # drifts, and measuring one column after the other would turn drift into differences.
+        times: dict = {b: [] for b in sizes}
+        for _ in range(args.repeats):
+            for b in sizes:
+                # A fixed batch size really means that many rows here (no token budget);
+                # "auto" is evaluate's default batching.
+                cap = None if b is None else 0
+                start = time.perf_counter()
+                evaluate(model, tok, b_task, ids, batch_size=b, max_batch_tokens=cap)
+                times[b].append(time.perf_counter() - start)
         cells, rates = [], {}
         for b in sizes:
-            # A fixed batch size really means that many rows here (no token budget); "auto"
-            # is evaluate's default batching.
-            cap = None if b is None else 0
-            best, med = _time(lambda: evaluate(model, tok, b_task, ids, batch_size=b,
-                                               max_batch_tokens=cap), args.repeats)
+            best, med = min(times[b]), statistics.median(times[b])
             rates[b] = len(ids) / best
             cells.append(f"{rates[b]:.0f} ({len(ids) / med:.0f})")
             results["throughput"].append({"task": name, "batch_size": b, "best_s": best,

@@ -131,7 +131,7 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device):
 #: overhead, so it wants more rows.
 AUTO_BATCHING: dict[tuple[str, str], tuple[int, int | None]] = {
     ("cpu", "score"): (64, 576),
-    ("cpu", "generate"): (48, 4096),
+    ("cpu", "generate"): (64, 4096),
     ("cuda", "score"): (128, 32768),
     ("cuda", "generate"): (128, 65536),
 }
