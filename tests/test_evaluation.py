@@ -117,6 +117,23 @@ def test_csv_tsv_json_and_choices(tmp_path):
     assert item.id == "1" and item.choices == ("a", "b")
 
 
+def test_arc_style_choices_and_letter_answers(tmp_path):
+    from frugalmerge.evaluation.tasks import choice_index
+
+    row = {"id": "arc1", "question": "Which is a gas?",
+           "choices": {"text": ["iron", "oxygen", "wood"], "label": ["A", "B", "C"]},
+           "answerKey": "B"}
+    (tmp_path / "arc.jsonl").write_text(json.dumps(row) + "\n")
+    bench = load_benchmark(tmp_path / "arc.jsonl")
+    item = bench.items[0]
+    assert bench.task.type == "multiple_choice" and item.choices == ("iron", "oxygen", "wood")
+    assert choice_index(item) == 1
+    assert choice_index(item.model_copy(update={"answer": "2"})) == 2
+    assert choice_index(item.model_copy(update={"answer": "wood"})) == 2
+    with pytest.raises(EvaluationError, match="neither one of its choices"):
+        Benchmark("b", "multiple_choice", [item.model_copy(update={"answer": "Z"})])
+
+
 def test_hf_datasets_folder_and_parquet(tmp_path):
     import datasets
 

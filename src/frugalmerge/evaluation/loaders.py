@@ -22,7 +22,7 @@ from frugalmerge.evaluation.errors import BenchmarkFormatError, EvaluationError
 from frugalmerge.evaluation.tasks import Benchmark, Item, TaskSpec, as_task
 
 PROMPT_FIELDS = ("prompt", "question", "input", "query", "problem", "text")
-ANSWER_FIELDS = ("answer", "target", "label", "output", "reference", "solution")
+ANSWER_FIELDS = ("answer", "answerkey", "target", "label", "output", "reference", "solution")
 ID_FIELDS = ("id", "item_id", "idx", "uid", "qid")
 LANGUAGE_FIELDS = ("language", "lang")
 CHOICE_FIELDS = ("choices", "options")

@@ -266,19 +266,30 @@ def _check_choices(name: str, item: Item) -> None:
     if not item.choices or len(item.choices) < 2:
         raise EvaluationError(f"benchmark {name!r}: multiple-choice item {item.id!r} needs at "
                               "least two choices")
-    if item.answer not in item.choices and not (
-        item.answer.isdigit() and int(item.answer) < len(item.choices)
-    ):
+    if _choice_index(item.answer, item.choices) is None:
         raise EvaluationError(f"benchmark {name!r}: item {item.id!r} answer {item.answer!r} is "
-                              "neither one of its choices nor a choice index")
+                              "neither one of its choices, a choice index nor a choice letter")
+
+
+def _choice_index(answer: str, choices: tuple[str, ...]) -> int | None:
+    if answer in choices:
+        return choices.index(answer)
+    if answer.isdigit() and int(answer) < len(choices):
+        return int(answer)
+    letter = answer.strip().upper()
+    if len(letter) == 1 and "A" <= letter <= "Z" and ord(letter) - ord("A") < len(choices):
+        return ord(letter) - ord("A")  # ARC / MMLU style answer keys
+    return None
 
 
 def choice_index(item: Item) -> int:
-    """Index of the correct choice of a multiple-choice item (answer text first, then index)."""
+    """Index of the correct choice of a multiple-choice item: the answer as a choice's text,
+    else as an index (``"2"``), else as a letter (``"C"``)."""
     assert item.choices is not None
-    if item.answer in item.choices:
-        return item.choices.index(item.answer)
-    return int(item.answer)
+    index = _choice_index(item.answer, item.choices)
+    if index is None:
+        raise EvaluationError(f"item {item.id!r}: answer {item.answer!r} matches no choice")
+    return index
 
 
 def split_items(
