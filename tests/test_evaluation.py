@@ -74,6 +74,17 @@ def test_fewshot_prompts_are_deterministic_and_exclude_the_item():
                        _items(3)[0])
 
 
+def test_gsm8k_fewshot_shows_worked_solutions(shared_data):
+    gsm = load_benchmark(shared_data / "gsm8k" / "test.jsonl")
+    bench = gsm.with_task(gsm.task.model_copy(update={"num_fewshot": 2}))
+    item = bench.items[5]
+    shots = select_fewshot(bench, item)
+    text = prompt_text(item, bench.task, shots, tokenizer=None, chat=False)
+    assert text.count("Question: ") == 3 and text.count("#### ") == 2
+    assert text.endswith(f"Question: {item.prompt}\nAnswer:")
+    assert f"Answer: {shots[0].metadata['solution']}\n\nQuestion: " in text
+
+
 def test_split_items_disjoint_sizes_and_seeded():
     items = _items(103)
     splits = split_items(items, (0.6, 0.2, 0.2), seed=7)

@@ -30,7 +30,8 @@ LETTER_CHOICES = ("A", "B", "C", "D", "E", "F")
 
 #: Default task of each native format (used when ``load_benchmark`` gets no ``task``).
 GSM8K_TASK = TaskSpec(type="generative_numeric", prompt_template="Question: {prompt}\nAnswer:",
-                      max_new_tokens=256, stop=("\n\n", "Question:"))
+                      max_new_tokens=256, stop=("\n\n", "Question:"),
+                      fewshot_answer_field="solution")
 
 
 @dataclass(frozen=True)

@@ -92,16 +92,25 @@ def uses_chat_template(task: TaskSpec, tokenizer) -> bool:
     return task.use_chat_template
 
 
+def fewshot_answer(example: Item, task: TaskSpec) -> str:
+    """The answer text a few-shot example shows (``fewshot_answer_field`` when the item has it)."""
+    field = task.fewshot_answer_field
+    if field is not None and example.metadata.get(field) not in (None, ""):
+        return str(example.metadata[field])
+    return example.answer
+
+
 def prompt_text(item: Item, task: TaskSpec, fewshot: Sequence[Item], tokenizer, chat: bool) -> str:
     """The full prompt text of ``item`` (with few-shot examples; chat-formatted if ``chat``)."""
     if chat:
         messages: list[dict[str, str]] = []
         for ex in fewshot:
             messages.append({"role": "user", "content": render_item(ex, task)})
-            messages.append({"role": "assistant", "content": ex.answer})
+            messages.append({"role": "assistant", "content": fewshot_answer(ex, task)})
         messages.append({"role": "user", "content": render_item(item, task)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    parts = [render_item(ex, task) + task.target_delimiter + ex.answer for ex in fewshot]
+    parts = [render_item(ex, task) + task.target_delimiter + fewshot_answer(ex, task)
+             for ex in fewshot]
     parts.append(render_item(item, task))
     return task.fewshot_separator.join(parts)
 

@@ -100,6 +100,9 @@ class TaskSpec(BaseModel):
     type: str
     num_fewshot: int = Field(default=0, ge=0)
     fewshot_seed: int = 0
+    #: Metadata key holding the answer text shown in few-shot examples (e.g. GSM8K's worked
+    #: ``solution``); None or a missing key: the item's ``answer``.
+    fewshot_answer_field: str | None = None
     #: Formats the item; fields: ``{prompt}`` plus any item metadata key.
     prompt_template: str = "{prompt}"
     #: Separates few-shot examples from each other and from the item.
