@@ -58,27 +58,39 @@ def render_item(item: Item, task: TaskSpec) -> str:
 
 
 def select_fewshot(benchmark: Benchmark, item: Item) -> list[Item]:
-    """``num_fewshot`` examples from the benchmark's pool, never the item itself.
+    """``num_fewshot`` distinct examples from the benchmark's pool, never the item itself.
 
     Seeded by (``fewshot_seed``, item id): an item gets the same examples in every subset.
+    Draws indices until enough distinct ones are found: O(k) per item for large pools.
     """
     k = benchmark.task.num_fewshot
     if k == 0:
         return []
     pool = benchmark.pool
-    candidates = len(pool) - (1 if any(p.id == item.id for p in pool) else 0)
+    pool_ids = benchmark._runtime_cache.get("pool_ids")
+    if pool_ids is None:
+        pool_ids = frozenset(p.id for p in pool)
+        benchmark._runtime_cache["pool_ids"] = pool_ids
+    candidates = len(pool) - (1 if item.id in pool_ids else 0)
     if candidates < k:
         raise EvaluationError(f"benchmark {benchmark.name!r}: {k}-shot prompts need {k} other "
                               f"items in the few-shot pool, it has {candidates}")
     seed = int.from_bytes(hashlib.sha256(
         f"{benchmark.task.fewshot_seed}|{item.id}".encode()).digest()[:8], "big")
-    order = np.random.default_rng(seed).permutation(len(pool))
+    rng = np.random.default_rng(seed)
+    if 4 * k >= candidates:  # small pool: a permutation is cheap and always terminates fast
+        order = rng.permutation(len(pool)).tolist()
+    else:
+        order = (int(i) for i in iter(lambda: rng.integers(len(pool)), None))
     chosen: list[Item] = []
+    seen: set[int] = set()
     for idx in order:
-        if pool[idx].id != item.id:
-            chosen.append(pool[idx])
-            if len(chosen) == k:
-                break
+        if idx in seen or pool[idx].id == item.id:
+            continue
+        seen.add(idx)
+        chosen.append(pool[idx])
+        if len(chosen) == k:
+            break
     return chosen
 
 
