@@ -33,8 +33,12 @@ from frugalmerge.zoo.languages import LANGUAGES, vocabulary
 from frugalmerge.zoo.manifest import MANIFEST_NAME, SPLITS, load_zoo
 from frugalmerge.zoo.train import TrainSpec
 
-#: The evaluation task of every zoo benchmark: teacher-forced exact match of the answer line.
-TASK = {"type": "teacher_forced_exact"}
+#: Evaluation tasks: teacher-forced exact match of the answer line. ``math_*`` answers end the
+#: text (end-of-text is part of the reference); ``read_*`` answers (the equation without its
+#: result) are followed by the result, so end-of-text is not appended.
+TASKS = {"solve": {"type": "teacher_forced_exact"},
+         "read": {"type": "teacher_forced_exact", "append_eos": False}}
+BENCHMARK_PREFIX = {"solve": "math", "read": "read"}
 
 # Different seeds per split: the split of a problem is decided by its structure's hash, the
 # seed only decides which problems of that split are drawn.
@@ -63,6 +67,9 @@ class ModelRecipe(BaseModel):
     train: TrainSpec
     seed: int
     description: str
+    #: Regular expressions over parameter names: only matching parameters are trained (empty:
+    #: all). Experts that change disjoint parameters interfere less when merged.
+    trainable: tuple[str, ...] = ()
 
 
 class ZooSpec(BaseModel):
@@ -81,8 +88,9 @@ def _mixtures() -> dict[str, tuple[Source, ...]]:
     text = tuple(Source(kind="text", language=lang, weight=0.15) for lang in LANGUAGES)
     return {
         "base": (*text, Source(kind="problem_eq", language="en", weight=0.55)),
-        "math_en": (Source(kind="problem_full", language="en", weight=0.6),
-                    Source(kind="equation", weight=0.2),
+        # Half bare equations: solving must be learned firmly to survive being merged.
+        "math_en": (Source(kind="problem_full", language="en", weight=0.3),
+                    Source(kind="equation", weight=0.5),
                     Source(kind="replay", weight=0.2)),
         "lang_de": (Source(kind="problem_eq", language="de", weight=0.6),
                     Source(kind="text", language="de", weight=0.2),
@@ -107,19 +115,22 @@ def zoo_spec(size: str) -> ZooSpec:
     if size == "full":
         shape = ModelShape(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
         base_train = TrainSpec(steps=700, batch_size=32, lr=2e-3)
-        expert_train = TrainSpec(steps=400, batch_size=32, lr=1e-3)
+        expert_train = {"math_en": TrainSpec(steps=800, batch_size=32, lr=2e-3),
+                        "lang_de": TrainSpec(steps=400, batch_size=32, lr=1e-3),
+                        "lang_fr": TrainSpec(steps=400, batch_size=32, lr=1e-3)}
         items = {"train": 1000, "search": 400, "test": 600}
     elif size == "smoke":
         shape = ModelShape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
         base_train = TrainSpec(steps=30, batch_size=8, lr=3e-3)
-        expert_train = TrainSpec(steps=15, batch_size=8, lr=2e-3)
+        expert_train = {name: TrainSpec(steps=15, batch_size=8, lr=2e-3)
+                        for name in ("math_en", "lang_de", "lang_fr")}
         items = {"train": 40, "search": 30, "test": 40}
     else:
         raise ZooError(f"unknown zoo size {size!r}; expected 'smoke' or 'full'")
     base = ModelRecipe(name="base", mixture=mixtures["base"], train=base_train, seed=0,
                        description=DESCRIPTIONS["base"])
     experts = tuple(
-        ModelRecipe(name=name, mixture=mixtures[name], train=expert_train, seed=seed,
+        ModelRecipe(name=name, mixture=mixtures[name], train=expert_train[name], seed=seed,
                     description=DESCRIPTIONS[name])
         for seed, name in enumerate(("math_en", "lang_de", "lang_fr"), start=1)
     )
@@ -134,8 +145,9 @@ SHOWCASES = {
     },
     "multilingual": {
         "models": ["math_en", "lang_de", "lang_fr"],
-        "objectives": ["math_en", "math_de", "math_fr"],
-        "description": "one expert per language; objectives: math accuracy in en, de, fr",
+        "objectives": ["read_en", "read_de", "read_fr"],
+        "description": "one expert per language; objectives: reading accuracy (writing the "
+                       "equation of a word problem) in en, de, fr",
     },
 }
 
@@ -175,6 +187,14 @@ def _train_one(recipe: ModelRecipe, spec: ZooSpec, out_dir: Path, base_dir: Path
     else:
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     stream = ExampleStream(recipe.mixture, spec.base.mixture, tokenizer, seed=1000 + recipe.seed)
+    if recipe.trainable:
+        import re
+
+        patterns = [re.compile(p) for p in recipe.trainable]
+        for pname, param in model.named_parameters():
+            param.requires_grad_(any(p.search(pname) for p in patterns))
+        if not any(param.requires_grad for param in model.parameters()):
+            raise ZooError(f"{recipe.name}: no parameter matches trainable={recipe.trainable}")
 
     def on_step(step: int, loss: float) -> None:
         if progress is not None:
@@ -208,14 +228,15 @@ def _write_benchmarks(spec: ZooSpec, root: Path) -> dict[str, Any]:
     benchmarks: dict[str, Any] = {}
     problems = {split: split_problems(split, spec.items_per_split[split], SPLIT_SEEDS[split])
                 for split in SPLITS}
-    for lang in LANGUAGES:
-        name = f"math_{lang}"
-        splits = {}
-        for split in SPLITS:
-            rel = Path("benchmarks") / name / f"{split}.jsonl"
-            write_jsonl(root / rel, benchmark_items(name, lang, split, problems[split]))
-            splits[split] = rel.as_posix()
-        benchmarks[name] = {"language": lang, "task": dict(TASK), "splits": splits}
+    for kind, prefix in BENCHMARK_PREFIX.items():
+        for lang in LANGUAGES:
+            name = f"{prefix}_{lang}"
+            splits = {}
+            for split in SPLITS:
+                rel = Path("benchmarks") / name / f"{split}.jsonl"
+                write_jsonl(root / rel, benchmark_items(name, lang, split, problems[split], kind))
+                splits[split] = rel.as_posix()
+            benchmarks[name] = {"language": lang, "task": dict(TASKS[kind]), "splits": splits}
     return benchmarks
 
 

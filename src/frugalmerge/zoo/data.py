@@ -147,15 +147,25 @@ def split_problems(split: str, count: int, seed: int) -> list[Problem]:
     return list(problems.values())
 
 
-def benchmark_items(name: str, language: str, split: str,
-                    problems: Sequence[Problem]) -> list[dict]:
-    """Benchmark items ``{id, prompt, answer, language, metadata}`` for math in ``language``."""
+ANSWER_KINDS = ("solve", "read")
+
+
+def benchmark_items(name: str, language: str, split: str, problems: Sequence[Problem],
+                    kind: str = "solve") -> list[dict]:
+    """Benchmark items ``{id, prompt, answer, language, metadata}`` for problems in ``language``.
+
+    ``solve``: the answer is the whole equation line with its result (``7 + 5 = 12``);
+    ``read``: the answer is the equation without its result (``7 + 5 =``): reading only.
+    """
+    if kind not in ANSWER_KINDS:
+        raise ValueError(f"unknown answer kind {kind!r}; expected one of {ANSWER_KINDS}")
     items = []
     for i, problem in enumerate(problems):
+        answer = problem.equation if kind == "solve" else f"{problem.a} {problem.op} {problem.b} ="
         items.append({
             "id": f"{name}-{split}-{i:04d}",
             "prompt": problem.render(language),
-            "answer": problem.equation,
+            "answer": answer,
             "language": language,
             "metadata": {
                 "split": split,

@@ -57,7 +57,8 @@ def train(model, stream: ExampleStream, spec: TrainSpec, seed: int,
 
     torch.manual_seed(seed)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.98),
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones stay bit-exact
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, betas=(0.9, 0.98),
                                   weight_decay=spec.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, spec))
     start = time.perf_counter()
@@ -74,7 +75,7 @@ def train(model, stream: ExampleStream, spec: TrainSpec, seed: int,
         loss = (losses * w).sum() / w.sum().clamp_min(1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         scheduler.step()
         value = float(loss.detach())
