@@ -336,3 +336,29 @@ def test_chat_template_prompts(trained_model):
     assert re.fullmatch(r"cat what is \d plus \d dog the answer is \d cat what is 1 plus 1 dog", text)
     plain = Benchmark("c", TaskSpec(type="teacher_forced_exact", use_chat_template=False), items)
     assert encode_items(plain, chat_tok, items[:1])[0].prompt == tuple(tok(items[0].prompt)["input_ids"])
+
+
+def test_zoo_format_scores_the_training_sequence(tmp_path):
+    """A zoo-style benchmark line (problem ending in "=", answer = the equation line) scores
+    exactly the sequence the zoo trains on: ``tokenizer(f"{problem} {equation}") + [eos]``."""
+    import json
+
+    from frugalmerge.evaluation import load_benchmark
+    from frugalmerge.zoo.tiny import build_word_tokenizer
+
+    tok = build_word_tokenizer(["anna", "has", "apples", "she", "gets", "more", "how", "many",
+                                "does", "have", "?", ".", "=", "+"])
+    rows = [{"id": f"math_en-search-{i:04d}", "language": "en",
+             "prompt": f"anna has {a} apples . she gets {b} more . how many apples does she have ? =",
+             "answer": f"{a} + {b} = {a + b}", "metadata": {"result": a + b, "split": "search"}}
+            for i, (a, b) in enumerate([(3, 4), (12, 7), (1, 19)])]
+    path = tmp_path / "math_en" / "search.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench = load_benchmark(path, task={"type": "teacher_forced_exact"})
+    assert bench.name == "math_en-search" and bench.items[1].metadata["result"] == 19
+    for item, enc in zip(bench, encode_items(bench, tok, list(bench))):
+        trained = tok(f"{item.prompt} {item.answer}")["input_ids"] + [tok.eos_token_id]
+        assert list(enc.prompt) + list(enc.targets[0]) == trained
+        assert tok.unk_token_id not in trained
+        assert enc.targets[0][-1] == tok.eos_token_id
