@@ -165,6 +165,10 @@ def test_real_gsm8k_and_mgsm(shared_data):
     de = load_benchmark(shared_data / "mgsm" / "mgsm_de.tsv")
     assert len(de) == 250 and de.items[0].language == "de" and de.items[0].answer == "18"
     assert de.items[0].prompt.startswith("Janets Enten")
+    eight = load_benchmark(shared_data / "mgsm" / "mgsm_de.tsv", task={"num_fewshot": 8})
+    assert eight.task.num_fewshot == 8 and eight.task.prompt_template == gsm.task.prompt_template
+    with pytest.raises(EvaluationError, match="invalid task settings"):
+        load_benchmark(shared_data / "mgsm" / "mgsm_de.tsv", task={"num_fewshots": 8})
     zh = load_benchmark(shared_data / "mgsm" / "mgsm_zh.tsv", format="mgsm")
     assert zh.items[0].language == "zh" and [it.answer for it in zh] == [it.answer for it in de]
 

@@ -367,7 +367,8 @@ def load_benchmark(
     ``format``: one of :data:`FORMATS` (``jsonl``, ``json``, ``csv``, ``tsv``, ``hf``, ``gsm8k``,
     ``mgsm``); guessed when None. ``task``: a :class:`TaskSpec`, a task type name or a settings
     dict; default: the format's own (GSM8K/MGSM: numeric generation), else ``multiple_choice``
-    when the items have choices and ``generative_exact`` otherwise. ``language``: default
+    when the items have choices and ``generative_exact`` otherwise. A settings dict without
+    ``type`` adjusts that default (``{"num_fewshot": 8}``). ``language``: default
     language of items without one. ``*_field``: column names when they are not the usual ones.
     ``split``: the split of a ``DatasetDict``. ``limit``: keep only the first items.
     """
@@ -387,9 +388,13 @@ def load_benchmark(
         raise BenchmarkFormatError(f"{path}: no items")
     if limit is not None:
         items = items[:limit]
+    default = fmt.default_task or TaskSpec(
+        type="multiple_choice" if all(it.choices for it in items) else "generative_exact")
     if task is None:
-        spec = fmt.default_task or TaskSpec(
-            type="multiple_choice" if all(it.choices for it in items) else "generative_exact")
+        spec = default
+    elif isinstance(task, Mapping) and "type" not in task:
+        # Settings without a type adjust the default task (e.g. {"num_fewshot": 8} for GSM8K).
+        spec = as_task({**default.model_dump(), **task})
     else:
         spec = as_task(dict(task) if isinstance(task, Mapping) else task)
     try:
