@@ -61,11 +61,45 @@ def candidate_grid(showcase: str, paths: dict[str, str], base: str) -> dict[str,
     return grid
 
 
+def plot(report: dict, out: Path) -> None:
+    """Bar chart per showcase: test accuracy per objective with standard-error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shows = report["showcases"]
+    fig, axes = plt.subplots(1, len(shows), figsize=(7 * len(shows), 5.5), squeeze=False)
+    for ax, (name, show) in zip(axes[0], shows.items()):
+        objectives = show["objectives"]
+        rows = show["rows"]
+        width = 0.8 / len(rows)
+        for k, row in enumerate(rows):
+            xs = [i + (k - (len(rows) - 1) / 2) * width for i in range(len(objectives))]
+            label = row["model"].replace("best on search: ", "best: ")
+            ax.bar(xs, [row[o][0] for o in objectives], width,
+                   yerr=[row[o][1] for o in objectives], capsize=2, label=label)
+        ax.set_xticks(range(len(objectives)), objectives)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{name} (best source: {show['best_source']})")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (default: shipped)")
     parser.add_argument("--json", type=Path, default=None, help="write all scores here")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here")
+    parser.add_argument("--replot", type=Path, default=None,
+                        help="only redraw --plot from a JSON written by an earlier run")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.plot or args.replot.with_suffix(".png"))
+        return
 
     from frugalmerge.runtime import configure_torch_threads
 
@@ -154,6 +188,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(report, args.plot)
 
 
 if __name__ == "__main__":
