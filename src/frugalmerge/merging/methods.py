@@ -315,18 +315,20 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         return
     n = args.out.numel()
     windows: list[Optional[tuple[float, float]]] = [None] * k
-    masks: list[Optional[torch.Tensor]] = [None] * k
     scales = [1.0] * k
     for i, (op, p) in enumerate(zip(tvs, args.per_input)):
         density = p.get("density", 1.0)
         if sparsifier in ("magnitude", "magnitude_outliers"):
             windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
         elif sparsifier == "random" and density < 1:
-            masks[i] = _bernoulli_mask(op.delta, density, args.seed, args.name, i)
-        if sh["rescale"] and (windows[i] is not None or masks[i] is not None):
-            scales[i] = _l1_rescale(op, windows[i], masks[i])
+            tvs[i] = Operand(op.ref, _bernoulli_masked(op.delta, density, args.seed, args.name, i), abs_sum=0.0)
+            if sh["rescale"]:
+                scales[i] = _l1_rescale(op, None, tvs[i].delta)
+            continue
+        if sh["rescale"] and windows[i] is not None:
+            scales[i] = _l1_rescale(op, windows[i], None)
     coefs = [w * s for w, s in zip(weights, scales)]
-    if not consensus and all(win is None and m is None for win, m in zip(windows, masks)):
+    if not consensus and all(win is None for win in windows):
         # Plain task arithmetic: a linear combination, one fused pass.
         divisor = sum(weights)
         if abs(divisor) < 1e-8:
@@ -334,89 +336,124 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         scale = (1.0 / divisor if sh["normalize"] else 1.0) * sh["lambda"]
         _combine(args, [(Operand(op.delta), c * scale) for op, c in zip(tvs, coefs)], base=args.base)
         return
-    _gta_chunked(args, tvs, windows, masks, coefs, weights, consensus)
+    _gta_chunked(args, tvs, windows, coefs, weights, consensus)
 
 
-def _gta_chunked(args, tvs, windows, masks, coefs, weights, consensus) -> None:
-    """The masked / consensus path, chunk by chunk with preallocated buffers."""
+def _gta_chunked(args, tvs, windows, coefs, weights, consensus) -> None:
+    """The masked / consensus path, chunk by chunk with preallocated buffers.
+
+    With ``s_i`` the weighted, sparsified deltas, ``S = sum s_i`` and ``A = sum |s_i|``:
+    the sum of the inputs agreeing with the majority sign is ``(S + copysign(A, S)) / 2`` and the
+    weight of agreeing inputs is ``(U + sign(S) V) / 2`` with ``U = sum w_i |sign s_i|`` and
+    ``V = sum w_i sign s_i`` (two matrix-vector products). The halves cancel in the ratio, so
+    TIES needs no per-input boolean masks. ``S`` is summed in input order, as mergekit does, so the
+    majority sign is decided on exactly the same value.
+    """
     k = len(tvs)
     sh = args.shared
     out = args.out
     n = out.numel()
-    s = _buffer(args, "gta_s", (k, CHUNK))
-    absb = _buffer(args, "gta_abs", (CHUNK,))
-    keep = _buffer(args, "gta_keep", (CHUNK,), torch.bool)
-    acc = _buffer(args, "gta_acc", (CHUNK,))
-    div = _buffer(args, "gta_div", (CHUNK,))
-    tmp = _buffer(args, "gta_tmp", (CHUNK,))
-    maj = _buffer(args, "gta_maj", (CHUNK,), torch.bool)
-    agree = _buffer(args, "gta_agree", (CHUNK,), torch.bool)
+    sc = _buffer(args, "gta_s", (k, CHUNK))
+    ab = _buffer(args, "gta_abs", (k, CHUNK))
+    s_sum = _buffer(args, "gta_S", (CHUNK,))
+    a_sum = _buffer(args, "gta_A", (CHUNK,))
+    dv = _buffer(args, "gta_div", (CHUNK,))
+    tp = _buffer(args, "gta_tmp", (CHUNK,))
+    eqb = _buffer(args, "gta_eq", (CHUNK,), torch.bool)
+    ones = _buffer(args, "gta_ones", (CHUNK,))
+    ones.fill_(1.0)
+    ones_k = torch.ones(k, dtype=_F32, device=out.device)
+    dev = out.device
+    coef_col = torch.tensor(coefs, dtype=_F32, device=dev).view(k, 1)
+    wvec = torch.tensor(weights, dtype=_F32, device=dev)
     static_div = sum(weights)
     if abs(static_div) < 1e-8:
         static_div = 1.0
     lam = sh["lambda"]
     normalize = sh["normalize"]
+    # hardshrink keeps |x| > lambd: the float32 just below the threshold keeps |x| >= threshold
+    shrink = [None if w is None else _below(w[0]) for w in windows]
     base = args.base
+    hardshrink_out = torch.ops.aten.hardshrink.out
     for a, b in _chunks(n):
         m = b - a
-        sc = s[:, :m]
-        kp, ab, ac, dv, tp = keep[:m], absb[:m], acc[:m], div[:m], tmp[:m]
+        s_c, ab_c = sc[:, :m], ab[:, :m]
+        S, A, D, T = s_sum[:m], a_sum[:m], dv[:m], tp[:m]
         for i, op in enumerate(tvs):
             d = op.delta[a:b]
-            si = sc[i]
-            torch.mul(d, coefs[i], out=si)
-            win = windows[i]
-            if win is not None:
-                torch.abs(d, out=ab)
-                if win[1] == math.inf:
-                    torch.ge(ab, win[0], out=kp)
+            if shrink[i] is not None:
+                if shrink[i] == math.inf:
+                    s_c[i].zero_()
                 else:
-                    torch.ge(ab, win[0], out=kp)
-                    kp.logical_and_(ab <= win[1])
-                si.mul_(kp)
-            elif masks[i] is not None:
-                si.mul_(masks[i][a:b])
+                    hardshrink_out(d, shrink[i], out=s_c[i])
+                    if windows[i][1] != math.inf:  # magnitude outliers: drop the largest too
+                        torch.abs(d, out=ab_c[i])
+                        torch.le(ab_c[i], windows[i][1], out=eqb[:m])
+                        s_c[i].mul_(eqb[:m])
+            else:
+                s_c[i].copy_(d)
+        s_c.mul_(coef_col)
+        # S summed left to right, as mergekit's sum over the stacked deltas
+        torch.add(s_c[0], s_c[1], out=S) if k > 1 else S.copy_(s_c[0])
+        for i in range(2, k):
+            S.add_(s_c[i])
         if consensus:
-            torch.sum(sc, dim=0, out=ac)
-            torch.ge(ac, 0, out=maj[:m])
-            ac.zero_()
-            dv.zero_()
-            for i in range(k):
-                # agreeing: strictly the majority sign (zeros never agree, as in mergekit)
-                torch.where(maj[:m], sc[i] > 0, sc[i] < 0, out=agree[:m])
-                torch.mul(sc[i], agree[:m], out=tp)
-                ac.add_(tp)
-                if normalize:
-                    dv.add_(agree[:m], alpha=weights[i])
+            torch.abs(s_c, out=ab_c)
+            torch.mv(ab_c.t(), ones_k, out=A)
+            torch.copysign(A, S, out=A)
+            A.add_(S)  # twice the agreeing sum
             if normalize:
-                dv.masked_fill_(dv == 0, 1.0)
-                ac.div_(dv)
+                torch.sign(s_c, out=ab_c)
+                torch.mv(ab_c.t(), wvec, out=T)  # V
+                ab_c.abs_()
+                torch.mv(ab_c.t(), wvec, out=D)  # U
+                torch.copysign(ones[:m], S, out=S)
+                D.addcmul_(S, T)  # twice the agreeing weight
+                torch.eq(D, 0, out=T)  # no agreeing weight: divide by 1 (here 2, as D is doubled)
+                D.add_(T, alpha=2.0)
+                A.div_(D)
+            else:
+                A.mul_(0.5)
+            mixed = A
         else:
-            torch.sum(sc, dim=0, out=ac)
+            mixed = S
             if normalize:
-                ac.div_(static_div)
+                mixed.div_(static_div)
         if lam != 1:
-            ac.mul_(lam)
-        if base.delta is None:
-            ac.add_(base.ref[a:b])
+            mixed.mul_(lam)
+        if base.delta is not None:
+            mixed.add_(base.delta[a:b])
+        if out.dtype == _F32:
+            torch.add(base.ref[a:b], mixed, out=out[a:b])
         else:
-            ac.add_(base.ref[a:b]).add_(base.delta[a:b])
-        out[a:b].copy_(ac)
+            out[a:b].copy_(mixed.add_(base.ref[a:b]))
 
 
-def _bernoulli_mask(delta: torch.Tensor, density: float, seed: int, name: str, index: int) -> torch.Tensor:
-    """Keep each element with probability ``density`` (seeded per tensor and input, chunked)."""
+def _below(x: float) -> float:
+    """The largest float32 strictly below ``x`` (``inf`` stays ``inf``: keep nothing)."""
+    if x == math.inf:
+        return math.inf
+    t = torch.tensor(x, dtype=_F32)
+    return float(torch.nextafter(t, torch.tensor(-math.inf, dtype=_F32)))
+
+
+def _bernoulli_masked(delta: torch.Tensor, density: float, seed: int, name: str, index: int) -> torch.Tensor:
+    """``delta`` with each element kept with probability ``density`` (seeded per tensor and input).
+
+    ``floor(u + p)`` with ``u`` uniform in [0, 1) is 1 with probability ``p``: a float mask
+    without boolean temporaries. Chunked with a fixed chunk size so results do not depend on
+    the caller.
+    """
     gen = dare_generator(seed, name, index, delta.device)
-    mask = torch.empty(delta.numel(), dtype=torch.bool, device=delta.device)
-    u = torch.empty(min(CHUNK, max(1, delta.numel())), dtype=_F32, device=delta.device)
+    out = torch.empty(delta.numel(), dtype=_F32, device=delta.device)
     for a, b in _chunks(delta.numel()):
-        uu = u[: b - a]
-        uu.uniform_(generator=gen)
-        torch.lt(uu, density, out=mask[a:b])
-    return mask
+        o = out[a:b]
+        o.uniform_(generator=gen)
+        o.add_(density).floor_().mul_(delta[a:b])
+    return out
 
 
-def _l1_rescale(op: Operand, window, mask, eps: float = 1e-7) -> float:
+def _l1_rescale(op: Operand, window, masked, eps: float = 1e-7) -> float:
     """mergekit's L1 rescale: ``|d|_1 / |masked d|_1`` (1 when either is below ``eps``)."""
     before = op.abs_sum if op.abs_sum is not None else float(op.delta.abs().sum(dtype=torch.float64))
     if window is not None:
@@ -429,7 +466,7 @@ def _l1_rescale(op: Operand, window, mask, eps: float = 1e-7) -> float:
             ab = op.delta.abs()
             after = float(ab[(ab >= window[0]) & (ab <= window[1])].sum(dtype=torch.float64))
     else:
-        after = float((op.delta.abs() * mask).sum(dtype=torch.float64))
+        after = float(masked.abs().sum(dtype=torch.float64))
     if before < eps or after < eps:
         return 1.0
     return before / after
