@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zoo", help="a built zoo folder (default: a full zoo if one is found)")
     parser.add_argument("--model", default="math_en", help="zoo model to time")
-    parser.add_argument("--benchmark", default="math_de", help="zoo benchmark (search split)")
+    parser.add_argument("--benchmark", default="math_en", help="zoo benchmark (search split)")
     parser.add_argument("--items", type=int, default=200, help="items per throughput run")
     parser.add_argument("--subset", type=int, default=50, help="items of the search hot path")
     parser.add_argument("--batch-sizes", default="1,8,16,32,64,auto",
@@ -161,6 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(f"{ratio:.1f}x (batch {top or 'auto'})")
         table.add_row(name, *cells)
     console.print(table)
+
+    # Teacher forcing equals greedy decoding except on exact ties: check it on these items.
+    tf_scores = evaluate(model, tok, tasks["teacher_forced_exact"], ids)
+    gen_scores = evaluate(model, tok, tasks["generative_exact"].with_task(
+        TaskSpec(type="generative_exact", max_new_tokens=args.max_new_tokens, normalizer="strict")),
+        ids)
+    agree = sum(tf_scores[i] == gen_scores[i] for i in ids)
+    results["agreement"] = {"items": len(ids), "agree": agree,
+                            "teacher_forced_acc": sum(tf_scores.values()) / len(ids),
+                            "generation_acc": sum(gen_scores.values()) / len(ids)}
+    console.print(f"teacher-forced vs greedy generation: {agree}/{len(ids)} items agree "
+                  f"(accuracy {results['agreement']['teacher_forced_acc']:.3f} vs "
+                  f"{results['agreement']['generation_acc']:.3f})")
 
     # The search's hot path: a subset of items on a freshly merged model.
     sub = ids[: args.subset]
