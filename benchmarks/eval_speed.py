@@ -49,7 +49,7 @@ def _load_subject(args):
 
     from frugalmerge.evaluation import Benchmark, Item, TaskSpec, load_benchmark
 
-    zoo = _find_zoo(args.zoo)
+    zoo = None if args.random else _find_zoo(args.zoo)
     if zoo is not None:
         path = zoo.model_path(args.model)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -97,6 +97,8 @@ def _time(fn, repeats: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zoo", help="a built zoo folder (default: a full zoo if one is found)")
+    parser.add_argument("--random", action="store_true",
+                        help="time a random Llama of the zoo's shape even when a zoo exists")
     parser.add_argument("--model", default="math_en", help="zoo model to time")
     parser.add_argument("--benchmark", default="math_en", help="zoo benchmark (search split)")
     parser.add_argument("--items", type=int, default=200, help="items per throughput run")
