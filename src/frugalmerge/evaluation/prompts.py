@@ -138,8 +138,8 @@ def tokenizer_id(tokenizer) -> str:
     return f"{type(tokenizer).__name__}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}"
 
 
-def _continuations(tokenizer, contexts: list[str], conts: list[str], delimiter: str,
-                   add_special: bool) -> list[tuple[int, ...]]:
+def _continuations(tokenizer, contexts: list[str], context_ids: list[Sequence[int]],
+                   conts: list[str], delimiter: str, add_special: bool) -> list[tuple[int, ...]]:
     """Token ids of each continuation as it is tokenised after its context.
 
     The pair is tokenised whole and split after the context's tokens (so merges across the
@@ -148,7 +148,7 @@ def _continuations(tokenizer, contexts: list[str], conts: list[str], delimiter: 
     """
     full = tokenizer([c + delimiter + t for c, t in zip(contexts, conts)],
                      add_special_tokens=add_special)["input_ids"]
-    ctx = tokenizer(contexts, add_special_tokens=add_special)["input_ids"]
+    ctx = [list(c) for c in context_ids]
     out = []
     for f, c, t in zip(full, ctx, conts):
         if len(f) > len(c) and f[: len(c)] == c:
@@ -197,8 +197,9 @@ def _encode(benchmark: Benchmark, tokenizer, items: Sequence[Item], chat: bool
             for choice in it.choices or ():
                 owners.append(i)
                 conts.append(choice)
-    cont_ids = (_continuations(tokenizer, [texts[i] for i in owners], conts, delimiter,
-                               add_special) if conts else [])
+    cont_ids = (_continuations(tokenizer, [texts[i] for i in owners],
+                               [prompts[i] for i in owners], conts, delimiter, add_special)
+                if conts else [])
     targets: list[list[tuple[int, ...]]] = [[] for _ in items]
     chars: list[list[int]] = [[] for _ in items]
     for owner, text, ids in zip(owners, conts, cont_ids):
