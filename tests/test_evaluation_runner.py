@@ -362,3 +362,53 @@ def test_zoo_format_scores_the_training_sequence(tmp_path):
         assert list(enc.prompt) + list(enc.targets[0]) == trained
         assert tok.unk_token_id not in trained
         assert enc.targets[0][-1] == tok.eos_token_id
+
+
+@pytest.fixture(scope="module")
+def bpe_model():
+    """A random tiny Llama with a byte-level BPE tokenizer trained in-test (as real models use)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from frugalmerge.zoo.tiny import tiny_llama_config
+
+    corpus = ["the cat sat on the mat", "the answer is 12", "what is 7 plus 5",
+              "she has three apples and buys two more", "cats and dogs are friends"] * 20
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", padding_side="left")
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(tiny_llama_config(len(fast), hidden_size=32, num_layers=2,
+                                               num_heads=2)).eval()
+    return model, fast
+
+
+def test_bpe_tokenizer_continuations_and_generation(bpe_model):
+    model, tok = bpe_model
+    items = [Item(id=f"b{i}", prompt=p, answer=a, choices=(a, "dogs", "the mat"))
+             for i, (p, a) in enumerate([("what is 7 plus 5", "the answer is 12"),
+                                         ("the cat sat on", "the mat"),
+                                         ("she has three", "apples and buys two more")])]
+    bench = Benchmark("bpe", TaskSpec(type="teacher_forced_exact"), items)
+    for item, enc in zip(items, encode_items(bench, tok, items)):
+        whole = tok(f"{item.prompt} {item.answer}")["input_ids"]
+        assert list(enc.prompt) + list(enc.targets[0][:-1]) == whole
+        assert enc.targets[0][-1] == tok.eos_token_id
+    prompts = [tok(it.prompt)["input_ids"] for it in items]
+    ours = greedy_generate(_ctx(model, tok, bench, batch_size=2), prompts, max_new_tokens=5)
+    for prompt, (ids, text) in zip(prompts, ours):
+        ref = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt),
+                             dtype=torch.long), max_new_tokens=5, do_sample=False,
+                             pad_token_id=0)[0, len(prompt):].tolist()
+        if tok.eos_token_id in ref:
+            ref = ref[: ref.index(tok.eos_token_id)]
+        assert ids == ref and text == tok.decode(ids, skip_special_tokens=True)
+    for task in ("teacher_forced_exact", "multiple_choice", "generative_exact"):
+        b = bench.with_task(TaskSpec(type=task, max_new_tokens=5))
+        assert evaluate(model, tok, b, batch_size=1) == evaluate(model, tok, b, batch_size=3)
