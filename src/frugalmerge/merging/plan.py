@@ -15,7 +15,9 @@ from typing import Any, Optional
 from frugalmerge.merging.checkpoint import LAYER_RE, LM_HEAD, Checkpoint, resolve_name
 from frugalmerge.merging.errors import RecipeError
 from frugalmerge.merging.methods import MergeMethod, get_method
-from frugalmerge.merging.recipe import MergeRecipe, OutputSlice, evaluate_setting
+from frugalmerge.merging.recipe import ConditionalParameter, MergeRecipe, OutputSlice, evaluate_setting
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class _Resolver:
     def __init__(self, recipe: MergeRecipe, method: MergeMethod):
         self.recipe = recipe
         self.method = method
+        self._memo: dict[tuple, Any] = {}
 
     def shared(self, sl: OutputSlice, tensor: str, t: float) -> dict[str, Any]:
         scopes = (sl.parameters, self.recipe.parameters)
@@ -76,11 +79,27 @@ class _Resolver:
             if not is_base or p.scope == "input"
         }
 
-    @staticmethod
-    def _resolve(spec, scopes, tensor: str, t: float, model: Optional[str]) -> Any:
+    def _evaluate(self, spec, setting: Any, tensor: str, t: float) -> Any:
+        """``evaluate_setting`` memoized per (setting, parameter, t): one recipe resolves each
+        distinct value once instead of once per tensor and input (the search calls this a lot)."""
+        if isinstance(setting, list) and setting and isinstance(setting[0], ConditionalParameter):
+            for cond in setting:
+                if cond.filter is None or cond.filter == "*" or (tensor and cond.filter in tensor):
+                    return self._evaluate(spec, cond.value, tensor, t)
+            return None
+        if isinstance(setting, ConditionalParameter):
+            return self._evaluate(spec, [setting], tensor, t)
+        key = (id(setting), spec.name, t if isinstance(setting, list) else None)
+        value = self._memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = evaluate_setting(tensor, setting, t, spec.validate)
+            self._memo[key] = value
+        return value
+
+    def _resolve(self, spec, scopes, tensor: str, t: float, model: Optional[str]) -> Any:
         for scope in scopes:
             if scope is not None and spec.name in scope:
-                value = evaluate_setting(tensor, scope[spec.name], t, spec.validate)
+                value = self._evaluate(spec, scope[spec.name], tensor, t)
                 if value is not None:
                     return value
         if spec.required:
