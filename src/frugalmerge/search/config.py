@@ -194,6 +194,18 @@ class PromotionSpec(_Frozen):
     k: int = Field(default=100, ge=1)
 
 
+class FidelitySpec(_Frozen):
+    """Multi-fidelity during the search: after each generation's cheap evaluation, the
+    ``promote_per_generation`` best new candidates (by estimate; several objectives: by their mean)
+    are re-evaluated on ``k`` items (None: the whole calibration pool, i.e. an unbiased pool mean)
+    before the optimiser is told; their high-fidelity values replace the cheap ones everywhere.
+    Why: an estimator calibrated on sources and random merges saturates above the best model it
+    has seen, so the cheap fitness cannot rank the very candidates the search converges to."""
+
+    promote_per_generation: int = Field(default=0, ge=0)
+    k: int | None = Field(default=None, ge=1)
+
+
 class FinalSpec(_Frozen):
     """End-of-run work: re-score on the test split, export merges, plot."""
 
@@ -223,6 +235,7 @@ class SearchConfig(_Frozen):
     algorithm: AlgorithmSpec = AlgorithmSpec()
     budget: BudgetSpec = BudgetSpec()
     calibration: CalibrationSpec = CalibrationSpec()
+    fidelity: FidelitySpec = FidelitySpec()
     final: FinalSpec = FinalSpec()
     batch_size: int = Field(default=64, ge=1)
 

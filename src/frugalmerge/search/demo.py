@@ -28,15 +28,17 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
     """The demo's two search configs (raw YAML mappings) for a loaded zoo manifest."""
     cross = zoo.showcases["cross_domain"]
     multi = zoo.showcases["multilingual"]
-    gens_cd, gens_ml = (2, 2) if quick else (8, 6)
-    pop_cd, pop_ml = (4, 4) if quick else (8, 8)
-    k = 4 if quick else 20
+    gens_cd, gens_ml = (2, 2) if quick else (12, 8)
+    pop_cd, pop_ml = (4, 4) if quick else (10, 10)
+    k = 4 if quick else 10
     common = {
         "zoo": str(zoo.root),
         "base_model": zoo.base,
         "seed": 0,
-        "calibration": {"random_merges": 2 if quick else 6, "pool": None if quick else 200},
-        "final": {"test": True, "export": "best", "max_pareto_test": 2 if quick else 4},
+        "calibration": {"random_merges": 2 if quick else 6, "pool": None if quick else 100},
+        # the best new candidate of each generation is re-scored on the whole calibration pool
+        "fidelity": {"promote_per_generation": 1},
+        "final": {"test": True, "export": "best", "max_pareto_test": 2},
     }
     return {
         "cross_domain": {

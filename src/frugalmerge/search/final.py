@@ -42,6 +42,9 @@ def _ranked(run: SearchRun, entries: list[dict[str, Any]]) -> tuple[list[dict[st
     from frugalmerge.search.loop import objective_matrix, pareto_mask
 
     entries = sorted(entries, key=lambda e: e["order"])
+    promoted = [e for e in entries if "cheap_estimate" in e]
+    if promoted:  # multi-fidelity: choose among the candidates evaluated at high fidelity
+        entries = promoted
     vals = objective_matrix(entries, run.names)
     if len(run.names) == 1:
         ranked = sorted(entries, key=lambda e: (-e["estimate"][run.names[0]]["value"], e["order"]))
@@ -85,6 +88,7 @@ def _choose(run: SearchRun, ranked: list[dict[str, Any]], promoted: dict[str, di
 def _public(entry: dict[str, Any], promoted: dict[str, dict[str, Any]], test: dict[str, Any] | None) -> dict[str, Any]:
     return {"key": entry["key"], "generation": entry["generation"], "order": entry["order"],
             "recipe": entry["recipe"], "genotype": entry["genotype"], "estimate": entry["estimate"],
+            "cheap_estimate": entry.get("cheap_estimate"),
             "promoted": promoted.get(entry["key"]), "test": test}
 
 

@@ -497,6 +497,10 @@ class Fitness:
         scores = {o.name: o.evaluate(recipe, key) for o in self.objectives}
         return scores, time.perf_counter() - t0
 
+    def promote(self, recipe: dict[str, Any], key: str, k: int | None) -> dict[str, Score]:
+        """Every objective's higher-fidelity score (``k`` None: the whole calibration pool)."""
+        return {o.name: o.promote(recipe, key, k if k is not None else 10**9) for o in self.objectives}
+
     def full_items(self) -> int:
         """Items one candidate costs with full-benchmark fitness (all objectives)."""
         return sum(o.full_items() for o in self.objectives)

@@ -177,9 +177,29 @@ class SearchRun:
         self.log.append({**entry, "seconds": round(seconds, 4)})
         return entry
 
+    def _promote(self, state: SearchState, entries: list[dict[str, Any]]) -> None:
+        """Multi-fidelity: re-evaluate the best new candidates of this generation on more items."""
+        spec = self.config.fidelity
+        fresh = {e["key"]: e for e in entries
+                 if e["generation"] == state.generation + 1 and "cheap_estimate" not in e}
+        ranked = sorted(fresh.values(), key=lambda e: (-float(np.mean([e["estimate"][n]["value"] for n in self.names])),
+                                                       e["order"]))
+        for entry in ranked[:spec.promote_per_generation]:
+            t0 = time.perf_counter()
+            scores = self.fitness.promote(entry["recipe"], entry["key"], spec.k)
+            items = sum(s.items for s in scores.values())
+            entry["cheap_estimate"] = entry["estimate"]
+            entry["estimate"] = {n: {"value": s.value, "se": s.se} for n, s in scores.items()}
+            entry["items"] += items
+            state.items += items
+            self.log.append({"key": entry["key"], "promotion": entry["estimate"], "items": items,
+                             "generation": state.generation + 1, "seconds": round(time.perf_counter() - t0, 4)})
+
     def _generation(self, state: SearchState) -> None:
         X = np.asarray(state.optimizer.ask(), dtype=np.float64)
         entries = [self._evaluate(state, x) for x in X]
+        if self.config.fidelity.promote_per_generation:
+            self._promote(state, entries)
         values = objective_matrix(entries, self.names)
         state.optimizer.tell(X, -values)
         state.generation += 1
