@@ -212,10 +212,26 @@ def test_missing_file_and_unknown_format(tmp_path):
     ("答案是 42。", "zh", 42),
     ("The answer is 18. Then 2 more questions follow.", "en", 18),
     ("value .5", "en", 0.5),
+    ("pi is about 3.14159", "en", 3.14159),
+    ("she paid $12,345.67 for it", "en", 12345.67),
+    ("7 1/2 hours: 7.5", "en", 7.5),
+    ("she buys 3 250", "en", 250),  # two numbers in English
+    ("elle paie 3 250", "fr", 3250),  # thousands grouping in French
 ])
 def test_auto_extraction(text, lang, value):
     raw = EXTRACTORS["auto"](text, lang)
     assert parse_number(raw, lang) == pytest.approx(value)
+
+
+def test_extraction_on_every_real_gsm8k_solution(shared_data):
+    """The worked GSM8K solutions (with $, commas, negatives, <<calc>> annotations) all score
+    correct against their own final answers; the last number before '####' usually does not."""
+    gsm = load_benchmark(shared_data / "gsm8k" / "test.jsonl")
+    assert all(numeric_match(it.metadata["solution"], it.answer) for it in gsm)
+    assert all(not numeric_match(it.metadata["solution"], str(float(it.answer) + 1)) for it in gsm)
+    prose = [it.metadata["solution"].rsplit("####", 1)[0] + f" The answer is {it.answer}."
+             for it in gsm]
+    assert all(numeric_match(p, it.answer, extractor="answer_is") for p, it in zip(prose, gsm))
 
 
 def test_extractors_and_numeric_match():
@@ -228,12 +244,15 @@ def test_extractors_and_numeric_match():
     assert not numeric_match("twelve", "12")
     assert numeric_match("Antwort: 1.500", "1500", language="de")
     assert numeric_match("#### 70000", "70,000")
+    assert not numeric_match("#### 1,450,001", "1450000")  # large integers: exact
+    assert numeric_match("#### 0.30000000000000004", "0.3")
 
 
 @pytest.mark.parametrize("text,complete", [
-    ("The answer is 12", False), ("The answer is 12.", False), ("The answer is 12.5\n", True),
-    ("The answer is 12. Next", True), ("#### 1,000", False), ("#### 1,000\n", True),
-    ("so 12 apples.", False), ("Die Antwort ist 3,5 Liter", True),
+    ("The answer is 12", False), ("The answer is 12.", False), ("The answer is 12.5\n", False),
+    ("The answer is 12.5.\n", True), ("The answer is 12. Next", True), ("#### 1,000", False),
+    ("#### 1,000\nQ", True), ("so 12 apples.", False), ("Die Antwort ist 3,5 Liter", True),
+    ("La réponse est 1 ", False), ("La réponse est 1 250 euros", True),
 ])
 def test_answer_complete(text, complete):
     from frugalmerge.evaluation.extract import answer_complete

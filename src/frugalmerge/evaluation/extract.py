@@ -30,12 +30,25 @@ _PREFIX_RE = re.compile("(?:" + "|".join(ANSWER_PREFIXES) + ")", re.IGNORECASE)
 
 _SIGN = r"[-−–]?"
 _CURRENCY = r"(?:[$€£¥₹]\s?)?"
-# One number token: grouped thousands (1,234,567 / 1.234.567 / 1 234), plain integers, decimals
-# with either separator. Ordered longest-first so grouped forms win.
-_NUMBER_RE = re.compile(
-    _SIGN + _CURRENCY + _SIGN
-    + r"(?:\d{1,3}(?:[,.\u00a0\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?|[.,]\d+)"
-)
+#: Languages that group thousands with a plain space ("1 250"); elsewhere "3 250" is two numbers.
+SPACE_GROUPING = frozenset({"fr", "ru", "pl", "cs", "sk", "sv", "no", "nb", "fi", "uk", "bg",
+                            "et", "lv", "lt", "hu"})
+
+
+def _number_pattern(space_grouping: bool) -> str:
+    # One number token: grouped thousands (1,234,567 / 1.234.567 / 1 234 with a no-break space,
+    # or a plain space where the language groups that way; a group is exactly three digits, so
+    # 3.14159 is not grouped), plain integers, decimals with either separator.
+    seps = ",.\u00a0\u202f" + (" " if space_grouping else "")
+    return (_SIGN + _CURRENCY + _SIGN
+            + rf"(?:\d{{1,3}}(?:[{seps}]\d{{3}}(?!\d))+(?:[.,]\d+)?|\d+(?:[.,]\d+)?|[.,]\d+)")
+
+
+_NUMBER_RE = {grouped: re.compile(_number_pattern(grouped)) for grouped in (False, True)}
+
+
+def _number_re(language: str) -> re.Pattern:
+    return _NUMBER_RE[language.split("-")[0].lower() in SPACE_GROUPING]
 
 
 def register_extractor(name: str):
@@ -58,9 +71,9 @@ def register_normalizer(name: str):
     return decorator
 
 
-def find_numbers(text: str) -> list[str]:
+def find_numbers(text: str, language: str = "en") -> list[str]:
     """Every number token of ``text`` (raw, with signs, currency and separators)."""
-    return [m.group(0) for m in _NUMBER_RE.finditer(text)]
+    return [m.group(0) for m in _number_re(language).finditer(text)]
 
 
 def parse_number(raw: str, language: str = "en") -> float | None:
@@ -96,7 +109,7 @@ def parse_number(raw: str, language: str = "en") -> float | None:
 @register_extractor("last_number")
 def extract_last_number(text: str, language: str = "en") -> str | None:
     """The last number in the text."""
-    numbers = find_numbers(text)
+    numbers = find_numbers(text, language)
     return numbers[-1] if numbers else None
 
 
@@ -105,7 +118,7 @@ def extract_hash(text: str, language: str = "en") -> str | None:
     """The first number after the last ``####`` (GSM8K solutions)."""
     if "####" not in text:
         return None
-    numbers = find_numbers(text.rsplit("####", 1)[1])
+    numbers = find_numbers(text.rsplit("####", 1)[1], language)
     return numbers[0] if numbers else None
 
 
@@ -115,7 +128,7 @@ def extract_answer_is(text: str, language: str = "en") -> str | None:
     matches = list(_PREFIX_RE.finditer(text))
     if not matches:
         return None
-    numbers = find_numbers(text[matches[-1].end():])
+    numbers = find_numbers(text[matches[-1].end():], language)
     return numbers[0] if numbers else None
 
 
@@ -130,22 +143,28 @@ def extract_auto(text: str, language: str = "en") -> str | None:
 
 
 _COMPLETE_RE = re.compile(
-    r"(?:" + "|".join(ANSWER_PREFIXES) + r"|####)\s*" + _NUMBER_RE.pattern + r"(?=[^\d.,]|[.,][^\d])",
+    r"(?:" + "|".join(ANSWER_PREFIXES) + r"|####)\s*" + _number_pattern(True)
+    + r"(?=\s*[^\d.,\s\u00a0\u202f]|[.,][^\d])",
     re.IGNORECASE,
 )
 
 
 def answer_complete(text: str) -> bool:
     """Whether ``text`` already states a final answer that more text cannot change: an answer
-    prefix or ``####`` followed by a number and then a character that cannot extend it."""
+    prefix or ``####`` followed by a number and then (after optional spaces) a character that
+    cannot extend it: not a digit or separator ("1 250" is one number in French), and "." only
+    when a non-digit follows it."""
     return _COMPLETE_RE.search(text) is not None
 
 
 def numbers_equal(a: float | None, b: float | None, tolerance: float = 1e-6) -> bool:
-    """Equal within a relative/absolute ``tolerance`` (None never equals anything)."""
+    """Equal within an absolute ``tolerance`` (None never equals anything).
+
+    Absolute, not relative: a relative 1e-6 would call 1,450,000 and 1,450,001 equal.
+    """
     if a is None or b is None:
         return False
-    return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=tolerance)
 
 
 def numeric_match(response: str, reference: str, *, extractor: str = "auto",

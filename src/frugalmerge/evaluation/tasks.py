@@ -122,6 +122,7 @@ class TaskSpec(BaseModel):
     normalizer: str = "loose"
     #: multiple_choice: compare summed log-likelihoods (``none``) or per character (``length``).
     choice_normalization: Literal["none", "length"] = "none"
+    #: generative_numeric: absolute tolerance when comparing the extracted number.
     numeric_tolerance: float = Field(default=1e-6, ge=0)
     #: generative_numeric: stop a response once it states its final answer ("The answer is 12."
     #: or "#### 12" followed by a non-number character): the rest cannot change the score.
