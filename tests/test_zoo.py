@@ -21,9 +21,11 @@ def _tree_hashes(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def smoke_zoo(tmp_path_factory) -> Path:
-    from frugalmerge.zoo.build import build_zoo
-
-    return build_zoo("smoke", tmp_path_factory.mktemp("zoo") / "smoke", log=lambda _: None)
+    # ensure_zoo builds a smoke zoo on demand (none is shipped)
+    target = tmp_path_factory.mktemp("zoo") / "smoke"
+    zoo = ensure_zoo("smoke", target)
+    assert zoo.root == target.resolve()
+    return target
 
 
 def _problem(**overrides) -> Problem:
@@ -98,9 +100,14 @@ def test_reading_examples_mask_the_result_and_training_uses_train_problems_only(
 
 
 def test_smoke_build_is_deterministic(smoke_zoo, tmp_path):
-    from frugalmerge.zoo.build import build_zoo
+    from typer.testing import CliRunner
 
-    again = build_zoo("smoke", tmp_path / "again", log=lambda _: None)
+    from frugalmerge.cli import app
+
+    # the second build goes through the CLI: same bytes as the API build
+    again = tmp_path / "again"
+    result = CliRunner().invoke(app, ["zoo", "build", "--size", "smoke", "--out", str(again)])
+    assert result.exit_code == 0, result.output
     first, second = _tree_hashes(smoke_zoo), _tree_hashes(again)
     assert any(name.endswith("model.safetensors") for name in first)
     assert first == second
@@ -182,3 +189,6 @@ def test_cli_build_refuses_unknown_size_with_one_line(tmp_path):
     assert result.exit_code == 1
     assert "unknown zoo size 'huge'" in result.output
     assert not (tmp_path / "z").exists()
+    (tmp_path / "z").mkdir()
+    result = CliRunner().invoke(app, ["zoo", "build", "--size", "smoke", "--out", str(tmp_path / "z")])
+    assert result.exit_code == 1 and "already exists" in result.output
