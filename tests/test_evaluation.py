@@ -217,6 +217,8 @@ def test_missing_file_and_unknown_format(tmp_path):
     ("7 1/2 hours: 7.5", "en", 7.5),
     ("she buys 3 250", "en", 250),  # two numbers in English
     ("elle paie 3 250", "fr", 3250),  # thousands grouping in French
+    ("the numbers 1,2,3", "en", 3),  # a list in English
+    ("es sind 2,5", "de", 2.5),  # a decimal comma in German
 ])
 def test_auto_extraction(text, lang, value):
     raw = EXTRACTORS["auto"](text, lang)
@@ -232,6 +234,15 @@ def test_extraction_on_every_real_gsm8k_solution(shared_data):
     prose = [it.metadata["solution"].rsplit("####", 1)[0] + f" The answer is {it.answer}."
              for it in gsm]
     assert all(numeric_match(p, it.answer, extractor="answer_is") for p, it in zip(prose, gsm))
+
+
+@pytest.mark.parametrize("raw,value", [
+    ("1,234.5", 1234.5), ("1.234,5", 1234.5), ("80.000", 80000), ("1,234", 1234),
+    ("1.234.567", 1234567), ("3.5", 3.5), ("3,5", 3.5), ("0.300", 0.3), ("12.50", 12.5),
+    ("-$1,000", -1000), ("1 250", 1250), ("1\u202f250,5", 1250.5), (".5", 0.5), ("abc", None),
+])
+def test_parse_number(raw, value):
+    assert parse_number(raw) == (pytest.approx(value) if value is not None else None)
 
 
 def test_extractors_and_numeric_match():

@@ -35,20 +35,24 @@ SPACE_GROUPING = frozenset({"fr", "ru", "pl", "cs", "sk", "sv", "no", "nb", "fi"
                             "et", "lv", "lt", "hu"})
 
 
-def _number_pattern(space_grouping: bool) -> str:
+def _number_pattern(space_grouping: bool, decimal_comma: bool) -> str:
     # One number token: grouped thousands (1,234,567 / 1.234.567 / 1 234 with a no-break space,
     # or a plain space where the language groups that way; a group is exactly three digits, so
-    # 3.14159 is not grouped), plain integers, decimals with either separator.
+    # 3.14159 is not grouped), plain integers, decimals ("." everywhere, "," only in languages
+    # that write decimal commas: in English "1,2,3" is three numbers).
     seps = ",.\u00a0\u202f" + (" " if space_grouping else "")
+    dec = "[.,]" if decimal_comma else "[.]"
     return (_SIGN + _CURRENCY + _SIGN
-            + rf"(?:\d{{1,3}}(?:[{seps}]\d{{3}}(?!\d))+(?:[.,]\d+)?|\d+(?:[.,]\d+)?|[.,]\d+)")
+            + rf"(?:\d{{1,3}}(?:[{seps}]\d{{3}}(?!\d))+(?:{dec}\d+)?|\d+(?:{dec}\d+)?|{dec}\d+)")
 
 
-_NUMBER_RE = {grouped: re.compile(_number_pattern(grouped)) for grouped in (False, True)}
+_NUMBER_RE = {(space, comma): re.compile(_number_pattern(space, comma))
+              for space in (False, True) for comma in (False, True)}
 
 
 def _number_re(language: str) -> re.Pattern:
-    return _NUMBER_RE[language.split("-")[0].lower() in SPACE_GROUPING]
+    lang = language.split("-")[0].lower()
+    return _NUMBER_RE[(lang in SPACE_GROUPING, lang in DECIMAL_COMMA)]
 
 
 def register_extractor(name: str):
@@ -77,28 +81,27 @@ def find_numbers(text: str, language: str = "en") -> list[str]:
 
 
 def parse_number(raw: str, language: str = "en") -> float | None:
-    """The value of a number token: handles signs (incl. U+2212), currency, thousands separators
-    and decimal commas (for :data:`DECIMAL_COMMA` languages, ``1.234,5`` is 1234.5; a lone
-    ``3,5`` is 3.5 there and 35 elsewhere only when followed by three digits, e.g. ``3,500``)."""
+    """The value of a number token: handles signs (incl. U+2212), currency, spaces and both
+    separator conventions. With both "." and "," the later one is the decimal mark
+    (``1,234.5`` / ``1.234,5``); with one kind, it groups thousands when every group after the
+    first has exactly three digits and the first does not start with 0 (``80.000``, ``1,234``,
+    ``1.234.567``), else it is the decimal mark (``3.5``, ``3,5``, ``0.300``). ``language`` is
+    accepted for symmetry with :func:`find_numbers` (which is language-aware)."""
     s = raw.strip()
     negative = bool(re.match(r"^[-−–]", s)) or bool(re.search(r"[$€£¥₹]\s?[-−–]", s))
-    digits = re.sub(r"[^\d.,\u00a0\u202f ]", "", s).strip()
-    digits = digits.replace("\u00a0", " ").replace("\u202f", " ")
-    if not digits or not any(c.isdigit() for c in digits):
+    digits = re.sub(r"[^\d.,]", "", s)  # spaces and no-break spaces only ever group thousands
+    if not any(c.isdigit() for c in digits):
         return None
-    comma_decimal = language.split("-")[0].lower() in DECIMAL_COMMA
-    group, decimal = (".", ",") if comma_decimal else (",", ".")
-    # A single separator followed by exactly three digits, the other one absent: a grouping
-    # separator in either convention (80.000 in German, 80,000 in English) unless it is the
-    # language's decimal mark and the number would otherwise be unusual; treat as grouping.
-    if re.fullmatch(r"\d{1,3}([.,])\d{3}", digits):
-        digits = digits.replace(",", "").replace(".", "")
-    else:
-        digits = digits.replace(" ", "").replace(group, "")
-        if decimal == ",":
-            digits = digits.replace(",", ".")
-        elif digits.count(",") and not digits.count("."):
-            digits = digits.replace(",", "")
+    if "." in digits and "," in digits:
+        decimal = "." if digits.rfind(".") > digits.rfind(",") else ","
+        group = "," if decimal == "." else "."
+        digits = digits.replace(group, "").replace(decimal, ".")
+    elif "." in digits or "," in digits:
+        sep = "." if "." in digits else ","
+        parts = digits.split(sep)
+        grouped = (len(parts) > 2 or len(parts[1]) == 3) and all(
+            len(p) == 3 for p in parts[1:]) and not (parts[0].startswith("0") or not parts[0])
+        digits = "".join(parts) if grouped else digits.replace(sep, ".")
     try:
         value = float(digits)
     except ValueError:
@@ -143,7 +146,7 @@ def extract_auto(text: str, language: str = "en") -> str | None:
 
 
 _COMPLETE_RE = re.compile(
-    r"(?:" + "|".join(ANSWER_PREFIXES) + r"|####)\s*" + _number_pattern(True)
+    r"(?:" + "|".join(ANSWER_PREFIXES) + r"|####)\s*" + _number_pattern(True, True)
     + r"(?=\s*[^\d.,\s\u00a0\u202f]|[.,][^\d])",
     re.IGNORECASE,
 )
