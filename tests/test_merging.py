@@ -269,8 +269,13 @@ def test_round_trip_export_yaml_cli_equals_engine(engine, tiny_models, tmp_path,
     assert again == recipe
     streamed = tensors(run_merge(again, tmp_path / "cli", progress=False))
     assert set(streamed) == set(tensors(exported))
+    # Bit-identical when the recipe uses every engine model (same kernels on the same stacked
+    # task vectors); slerp uses one of three, so the engine combines rows one by one.
     for name, value in streamed.items():
-        assert torch.equal(value, sd[name]), name
+        if method == "slerp":
+            assert torch.allclose(value, sd[name], rtol=0, atol=1e-7), name
+        else:
+            assert torch.equal(value, sd[name]), name
     assert (exported / "tokenizer.json").is_file() and "```yaml" in (exported / "README.md").read_text()
 
 

@@ -336,7 +336,7 @@ class MergeEngine:
         with torch.no_grad():
             for job in plan.jobs:
                 param = self._params[job.out_name]
-                ops = self._operands(job, use_sorted)
+                ops = self._operands(job, use_sorted, plan.method.sparsifier is not None)
                 out = param.data.view(-1)
                 direct = out.dtype == torch.float32 and out.is_contiguous()
                 target = out if direct else self._out_buffer(out.numel())
@@ -354,7 +354,7 @@ class MergeEngine:
             self._scratch["engine_out"] = buf
         return buf[:n]
 
-    def _operands(self, job, use_sorted: bool):
+    def _operands(self, job, use_sorted: bool, plan_method_rescales: bool = True):
         """Operands ``(R, D_m)`` for a job from the cache tiers (host/mmap tiers streamed now).
 
         Operands of the same tensor name share one reference object, which lets the methods use
@@ -381,14 +381,18 @@ class MergeEngine:
                 ops.append(Operand(r, d))
                 continue
             idx = self.others.index(model)
-            d = self._delta[name][idx].to(self.device, torch.float32, non_blocking=True)
+            stack = self._delta[name]
+            d = stack[idx].to(self.device, torch.float32, non_blocking=True)
             op = Operand(r, d)
+            if d.data_ptr() == stack[idx].data_ptr():  # a view of the cache: methods may use the stack
+                op.stack, op.row = stack, idx
             if use_sorted:
                 op.sorted_abs = self._sorted_abs(name, idx)
-                op.abs_sum = self._abs_sum.get((name, idx))
-                if op.abs_sum is None:
-                    op.abs_sum = float(d.abs().sum(dtype=torch.float64))
-                    self._abs_sum[(name, idx)] = op.abs_sum
+            # |D|_1 (for L1 rescaling) is a property of the cache: computed once
+            op.abs_sum = self._abs_sum.get((name, idx))
+            if op.abs_sum is None and plan_method_rescales:
+                op.abs_sum = float(d.abs().sum(dtype=torch.float64))
+                self._abs_sum[(name, idx)] = op.abs_sum
             ops.append(op)
         return ops
 

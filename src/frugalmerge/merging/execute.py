@@ -277,12 +277,18 @@ def _load_operands(
         return t.to(torch.float32).reshape(-1)
 
     ref = prep(ref_raw)
+    others = [model for model, _ in job.sources if model != ref_key]
+    # Deltas stacked as the engine caches them, so both run the same kernels (bit-identical).
+    stack = torch.empty((len(others), ref.numel()), dtype=torch.float32)
+    for row, model in enumerate(others):
+        torch.sub(prep(raw[model]), ref, out=stack[row])
     ops = []
     for model, _ in job.sources:
         if model == ref_key:
             ops.append(Operand(ref))
         else:
-            ops.append(Operand(ref, prep(raw[model]) - ref))
+            row = others.index(model)
+            ops.append(Operand(ref, stack[row], stack=stack, row=row))
     return ops, True
 
 
@@ -326,7 +332,7 @@ def run_merge(
             if aligner is not None and job.out_name in VOCAB_TENSORS:
                 shape = (operands[0].ref.numel() // max(1, int(torch.tensor(shape[1:]).prod())), *shape[1:])
                 vocab_size = shape[0]
-            operands = [_to_device(op, dev) for op in operands]
+            operands = _to_device(operands, dev)
             out = torch.empty(operands[0].ref.numel(), dtype=torch.float32, device=dev)
             merge_job(plan, job, operands, out, seed=seed, scratch=scratch)
             writer.add(job.out_name, out.reshape(shape).to(out_dtype).cpu())
@@ -335,10 +341,25 @@ def run_merge(
     return Path(out_dir)
 
 
-def _to_device(op: Operand, dev) -> Operand:
-    if op.ref.device == dev:
-        return op
-    return Operand(op.ref.to(dev), None if op.delta is None else op.delta.to(dev))
+def _to_device(ops: list[Operand], dev) -> list[Operand]:
+    """Move a job's operands to ``dev``, keeping shared references and stacks shared."""
+    if all(op.ref.device == dev for op in ops):
+        return ops
+    moved: dict[int, object] = {}
+
+    def mv(t):
+        if t is None:
+            return None
+        if id(t) not in moved:
+            moved[id(t)] = t.to(dev)
+        return moved[id(t)]
+
+    out = []
+    for op in ops:
+        stack = mv(op.stack)
+        delta = stack[op.row] if stack is not None else mv(op.delta)
+        out.append(Operand(mv(op.ref), delta, stack=stack, row=op.row))
+    return out
 
 
 def _aligner_for(recipe: MergeRecipe, ckpts: dict[str, Checkpoint]) -> Optional[VocabAligner]:

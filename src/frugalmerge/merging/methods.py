@@ -148,6 +148,8 @@ class Operand:
     delta: Optional[torch.Tensor] = None
     sorted_abs: Optional[torch.Tensor] = None
     abs_sum: Optional[float] = None
+    stack: Optional[torch.Tensor] = None  # the engine's [models, numel] cache this delta is a row of
+    row: int = -1
 
 
 @dataclass
@@ -222,38 +224,67 @@ def linear(args: TensorArgs) -> None:
     _combine(args, [(op, c) for op, c in zip(args.inputs, coefs)])
 
 
-def _combine(args: TensorArgs, terms: list[tuple[Operand, float]], base: Optional[Operand] = None) -> None:
-    """``out = [base] + sum_i c_i (ref_i + delta_i)`` in one chunked pass.
+def _combine(
+    args: TensorArgs,
+    terms: list[tuple[Operand, float]],
+    base: Optional[Operand] = None,
+    delta_only: bool = False,
+) -> None:
+    """``out = [base] + sum_i c_i (ref_i + delta_i)`` (``delta_only``: ``sum_i c_i delta_i``), one pass.
 
     Terms sharing a reference tensor fold their reference coefficients together, so in the
-    engine (one reference per tensor) each element of the reference is read once.
+    engine (one reference per tensor) each element of the reference is read once. When the deltas
+    are exactly the rows of one stacked cache tensor, each chunk is a single ``addmv``.
     """
-    ref_coef: dict[int, tuple[torch.Tensor, float]] = {}
-    deltas: list[tuple[torch.Tensor, float]] = []
+    ref_coef: dict[int, list] = {}
+    deltas: list[tuple[Operand, float]] = []
     if base is not None:
-        ref_coef[id(base.ref)] = (base.ref, 1.0)
+        ref_coef[id(base.ref)] = [base.ref, 1.0]
         if base.delta is not None:
-            deltas.append((base.delta, 1.0))
+            deltas.append((base, 1.0))
     for op, c in terms:
-        r, prev = ref_coef.get(id(op.ref), (op.ref, 0.0))
-        ref_coef[id(op.ref)] = (r, prev + c)
+        if not delta_only:
+            ref_coef.setdefault(id(op.ref), [op.ref, 0.0])[1] += c
         if op.delta is not None and c != 0.0:
-            deltas.append((op.delta, c))
+            deltas.append((op, c))
     refs = list(ref_coef.values())
     out = args.out
     n = out.numel()
     direct = out.dtype == _F32
     tmp = _buffer(args, "combine", (CHUNK,))
+    stack, cvec = _stacked(deltas, out.device)
     for a, b in _chunks(n):
         o = out[a:b] if direct else tmp[: b - a]
-        (r0, c0) = refs[0]
-        torch.mul(r0[a:b], c0, out=o)
-        for r, c in refs[1:]:
-            o.add_(r[a:b], alpha=c)
-        for d, c in deltas:
-            o.add_(d[a:b], alpha=c)
+        if stack is not None and len(refs) == 1:
+            torch.addmv(refs[0][0][a:b], stack[:, a:b].t(), cvec, beta=refs[0][1], out=o)
+        else:
+            if refs:
+                torch.mul(refs[0][0][a:b], refs[0][1], out=o)
+            else:
+                o.zero_()
+            for r, c in refs[1:]:
+                o.add_(r[a:b], alpha=c)
+            for op, c in deltas:
+                o.add_(op.delta[a:b], alpha=c)
         if not direct:
             out[a:b].copy_(o)
+
+
+def _stacked(deltas: list[tuple[Operand, float]], device) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The engine's stacked task-vector tensor and per-row coefficients, when the deltas are
+    exactly its rows (each once); else ``(None, None)``."""
+    if not deltas or any(op.stack is None for op, _ in deltas):
+        return None, None
+    stack = deltas[0][0].stack
+    rows = [op.row for op, _ in deltas]
+    if any(op.stack is not stack for op, _ in deltas) or sorted(rows) != list(range(stack.shape[0])):
+        return None, None
+    if stack.dtype != _F32:
+        return None, None
+    cvec = torch.zeros(stack.shape[0], dtype=_F32, device=device)
+    for op, c in deltas:
+        cvec[op.row] = c
+    return stack, cvec
 
 
 # ------------------------------------------------------------------- generalized task arithmetic
@@ -321,7 +352,8 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if sparsifier in ("magnitude", "magnitude_outliers"):
             windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
         elif sparsifier == "random" and density < 1:
-            tvs[i] = Operand(op.ref, _bernoulli_masked(op.delta, density, args.seed, args.name, i), abs_sum=0.0)
+            buf = _buffer(args, f"dare_{i}", (op.delta.numel(),))
+            tvs[i] = Operand(op.ref, _bernoulli_masked(op.delta, density, args.seed, args.name, i, buf))
             if sh["rescale"]:
                 scales[i] = _l1_rescale(op, None, tvs[i].delta)
             continue
@@ -334,7 +366,7 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if abs(divisor) < 1e-8:
             divisor = 1.0
         scale = (1.0 / divisor if sh["normalize"] else 1.0) * sh["lambda"]
-        _combine(args, [(Operand(op.delta), c * scale) for op, c in zip(tvs, coefs)], base=args.base)
+        _combine(args, [(op, c * scale) for op, c in zip(tvs, coefs)], base=args.base, delta_only=True)
         return
     _gta_chunked(args, tvs, windows, coefs, weights, consensus)
 
@@ -437,15 +469,16 @@ def _below(x: float) -> float:
     return float(torch.nextafter(t, torch.tensor(-math.inf, dtype=_F32)))
 
 
-def _bernoulli_masked(delta: torch.Tensor, density: float, seed: int, name: str, index: int) -> torch.Tensor:
+def _bernoulli_masked(
+    delta: torch.Tensor, density: float, seed: int, name: str, index: int, out: torch.Tensor
+) -> torch.Tensor:
     """``delta`` with each element kept with probability ``density`` (seeded per tensor and input).
 
     ``floor(u + p)`` with ``u`` uniform in [0, 1) is 1 with probability ``p``: a float mask
-    without boolean temporaries. Chunked with a fixed chunk size so results do not depend on
-    the caller.
+    without boolean temporaries, written into the reusable buffer ``out``. Chunked with a fixed
+    chunk size so results do not depend on the caller.
     """
     gen = dare_generator(seed, name, index, delta.device)
-    out = torch.empty(delta.numel(), dtype=_F32, device=delta.device)
     for a, b in _chunks(delta.numel()):
         o = out[a:b]
         o.uniform_(generator=gen)
