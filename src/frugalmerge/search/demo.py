@@ -3,8 +3,9 @@
 1. ``cross_domain`` - an English math expert + a German language expert, one objective (math
    posed in German); GA over the merge method (task arithmetic / TIES), per-layer-group weights
    and densities.
-2. ``multilingual`` - one expert per language, one objective per language (en, de, fr); NSGA-II
-   over per-layer-group weights; the knee of the Pareto set is the chosen merge.
+2. ``multilingual`` - one expert per language, one objective per language; NSGA-II over the
+   method (task arithmetic / TIES), per-model weights and densities; the knee of the Pareto set is
+   the chosen merge.
 
 Each showcase leaves ``DIR/<showcase>/config.yaml`` (``frugalmerge evolve`` re-runs it) and its run
 directory ``DIR/<showcase>/run``; ``DIR/summary.json`` follows the contract (TRUE test accuracy).
@@ -28,8 +29,8 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
     """The demo's two search configs (raw YAML mappings) for a loaded zoo manifest."""
     cross = zoo.showcases["cross_domain"]
     multi = zoo.showcases["multilingual"]
-    gens_cd, gens_ml = (2, 2) if quick else (12, 8)
-    pop_cd, pop_ml = (4, 4) if quick else (10, 10)
+    gens_cd, gens_ml = (2, 2) if quick else (12, 10)
+    pop_cd, pop_ml = (4, 4) if quick else (10, 12)
     k = 4 if quick else 10
     common = {
         "zoo": str(zoo.root),
@@ -56,11 +57,13 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
             "name": "multilingual",
             **common,
             "models": list(multi.models),
-            "method": "task_arithmetic",
-            "search": {"weight": {"bounds": [0.0, 1.5], "per": "layers", "groups": 2}},
+            "method": {"choices": ["task_arithmetic", "ties"]},
+            "search": {"weight": {"bounds": [0.0, 1.2]}, "density": {"bounds": [0.3, 1.0]}},
             "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": "default"} for o in multi.objectives],
             "algorithm": {"name": "nsga2", "pop_size": pop_ml},
             "budget": {"generations": gens_ml},
+            # several objectives: two promotions per generation keep a front at high fidelity
+            "fidelity": {"promote_per_generation": 2},
         },
     }
 
