@@ -9,7 +9,7 @@ OUT=benchmarks/results
 FM="${FRUGALMERGE:-env PYTHONPATH=src FRUGALMERGE_THREADS=1 python -m frugalmerge.cli}"
 if [ ! -d "$DATA" ]; then echo "skip: $DATA not found"; exit 0; fi
 mkdir -p "$OUT"
-for ds in arc gsm8k mmlu; do
+for ds in ${METABENCH_SETS:-arc gsm8k mmlu}; do
   f="$DATA/metabench_reduced/$ds.npz"
   [ -f "$f" ] || { echo "skip: $f"; continue; }
   $FM estimators bench "$f" --k 10,30,50,all --folds 5 --seed 0 \
@@ -20,8 +20,10 @@ if [ -d "$DATA/minilongbench" ]; then
     --json "$OUT/estimators_minilongbench.json" --plot "$OUT/estimators_minilongbench.png"
 fi
 if [ -d "$DATA/psn_irt_opencompass" ]; then
-  $FM estimators bench "$DATA/psn_irt_opencompass" --k 10,30,100,300 --folds 4 --seed 0 \
-    --json "$OUT/estimators_psn.json" --plot "$OUT/estimators_psn.png"
-  $FM estimators bench "$DATA/psn_irt_opencompass#GSM8K" --k 10,30,100,300 --folds 4 --seed 0 \
-    --json "$OUT/estimators_psn_gsm8k.json" --plot "$OUT/estimators_psn_gsm8k.png"
+  # 12 models: 4-fold CV leaves 9 training models per fold (the estimators' small-n regime).
+  for block in GSM8K MMLU; do
+    lower=$(echo "$block" | tr 'A-Z' 'a-z')
+    $FM estimators bench "$DATA/psn_irt_opencompass#$block" --k 10,30,100 --folds 4 --seed 0 \
+      --json "$OUT/estimators_psn_$lower.json" --plot "$OUT/estimators_psn_$lower.png"
+  done
 fi

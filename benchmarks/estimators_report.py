@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ["arc", "gsm8k", "mmlu", "minilongbench", "psn", "psn_gsm8k"]
+ORDER = ["arc", "gsm8k", "mmlu", "minilongbench", "psn_gsm8k", "psn_mmlu"]
 
 
 def load(results: Path) -> dict[str, dict]:

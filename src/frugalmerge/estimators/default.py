@@ -67,6 +67,12 @@ class Default(_IRTBased):
     default_subset = "predictive"
     param_names = COMMON_PARAMS + ("n_neighbors", "folds")
 
+    def _subset_for(self, n_models: int) -> str:
+        # Supervised item selection overfits when models are few and items many (with 32 models
+        # and 4,750 items it finds 30 items that "explain" the training scores almost exactly);
+        # below the full tier an unsupervised choice is used instead.
+        return "predictive" if n_models >= FULL_TIER_MIN else "irt_clustering"
+
     # -- features -----------------------------------------------------------------------------
     def _base_features(self, y: np.ndarray) -> dict[str, np.ndarray]:
         params = self.irt_params()
@@ -102,7 +108,12 @@ class Default(_IRTBased):
         self.tier_ = "full" if n >= FULL_TIER_MIN else ("ridge" if n >= SMALL_TIER_MAX else "small")
         folds = int(self.params.get("folds", 5))
         target = train.full_scores()
-        f = self._base_features(train.take_items(self.selected_))
+        y_train = train.take_items(self.selected_)
+        f = self._base_features(y_train)
+        if self.tier_ != "full":
+            # With few models per item, in-sample IRT features are far too good (each model's own
+            # responses shaped the item parameters): cross-fit them like the ridge features.
+            f = self._crossfit_irt_features(train, y_train, f, folds, seed)
 
         # impute-ridge: fitted on the FULL training matrix, applied to "revealed + IRT-imputed" rows.
         col_mean = np.nan_to_num(np.nanmean(train.values, axis=0), nan=0.5)
@@ -152,6 +163,29 @@ class Default(_IRTBased):
         if self.tier_ == "full":
             # Conditional SE: E|r| given the summary features, times sqrt(pi/2) (normal residuals).
             pack(self, "se_", fit_hgb(x[:, :s], resid, seed, max_iter=100, max_leaf_nodes=7, min_samples_leaf=50))
+
+    def _crossfit_irt_features(self, train: ResponseMatrix, y: np.ndarray, f: dict[str, np.ndarray],
+                               folds: int, seed: int) -> dict[str, np.ndarray]:
+        """Out-of-fold IRT features: each training model's features come from an IRT calibration
+        without that model (the final calibration on all training models is restored after)."""
+        n = train.n_models
+        keep_all = (self.irt_a_, self.irt_d_, self.irt_theta_)
+        out = {key: np.array(value, copy=True) for key, value in f.items()}
+        settings = self._settings()
+        order = np.random.default_rng(seed + 3).permutation(n)
+        try:
+            for held in np.array_split(order, max(2, min(folds, n))):
+                keep = np.setdiff1d(order, held)
+                sub = train.select_models(keep)
+                if (~np.isnan(sub.values)).any(axis=0).all() and len(keep) >= 2:
+                    params = calibrate(sub.values, sub.item_ids, settings)
+                    self.irt_a_, self.irt_d_, self.irt_theta_ = params.a, params.d, params.train_theta
+                    fold = self._base_features(y[held])
+                    for key in out:
+                        out[key][held] = fold[key]
+        finally:
+            self.irt_a_, self.irt_d_, self.irt_theta_ = keep_all
+        return out
 
     # -- predict ------------------------------------------------------------------------------
     def _predict(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

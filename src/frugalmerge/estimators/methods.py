@@ -52,7 +52,8 @@ class _Calibrated(Estimator):
     param_names = COMMON_PARAMS
 
     def _select(self, train: ResponseMatrix, k: int, seed: int) -> None:
-        sub = select_subset(self.params.get("subset", self.default_subset), train, k, seed, **self._subset_params())
+        name = self.params.get("subset", self._subset_for(train.n_models))
+        sub = select_subset(name, train, k, seed, **self._subset_params(name))
         self.selected_ = list(sub.item_ids)
         self.subset_hash_ = sub.hash
         self.subset_strategy_ = sub.strategy
@@ -60,7 +61,11 @@ class _Calibrated(Estimator):
         self.weights_ = w
         self.sel_cols_ = train.columns(self.selected_)
 
-    def _subset_params(self) -> dict[str, Any]:
+    def _subset_for(self, n_models: int) -> str:
+        """The subset strategy used when none is given (may depend on the number of models)."""
+        return self.default_subset
+
+    def _subset_params(self, name: str) -> dict[str, Any]:
         return {}
 
     def _fit(self, train: ResponseMatrix, k: int, seed: int, **context: Any) -> None:
@@ -135,8 +140,8 @@ class _IRTBased(_Calibrated):
     def _settings(self) -> IRTSettings:
         return IRTSettings(model=self.params.get("irt_model", "2pl"), dims=int(self.params.get("dims", 1)))
 
-    def _subset_params(self) -> dict[str, Any]:
-        if self.params.get("subset", self.default_subset) in ("irt_clustering", "fisher", "adaptive"):
+    def _subset_params(self, name: str) -> dict[str, Any]:
+        if name in ("irt_clustering", "fisher", "adaptive"):
             return {"irt": self._settings()}
         return {}
 
