@@ -73,9 +73,12 @@ def _write_config(raw: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     data = dict(raw)
     try:
-        data["zoo"] = os.path.relpath(raw["zoo"], folder)
+        rel = os.path.relpath(raw["zoo"], folder)
     except ValueError:  # another drive (Windows): keep it absolute
-        pass
+        rel = raw["zoo"]
+    # Relative when the zoo is near (the output folder moves with the repository), else absolute.
+    if Path(rel).parts[:4].count("..") < 4:
+        data["zoo"] = rel
     path = folder / "config.yaml"
     atomic_write_text(path, "# frugalmerge demo showcase; re-run with: frugalmerge evolve config.yaml --out run2\n"
                       + yaml.safe_dump(data, sort_keys=False))
