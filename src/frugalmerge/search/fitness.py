@@ -481,8 +481,13 @@ class Fitness:
             for o in self.objectives:
                 o.calibrate([])
             return 0
+        import warnings
+
         recipes = self.calibration_recipes()
-        return sum(o.calibrate(recipes) for o in self.objectives)
+        with warnings.catch_warnings():
+            # k-means on a few calibration models often finds duplicate points; harmless here.
+            warnings.filterwarnings("ignore", message="Number of distinct clusters")
+            return sum(o.calibrate(recipes) for o in self.objectives)
 
     def state(self) -> dict[str, Any]:
         return {o.name: o.state() for o in self.objectives}
