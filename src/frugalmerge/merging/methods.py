@@ -23,8 +23,8 @@ import torch
 
 from frugalmerge.merging.errors import RecipeError
 
-# Elements per chunk: 64K float32 = 256 KiB, so a chunk's temporaries stay in L2 cache.
-CHUNK = 1 << 16
+# Elements per chunk: 128K float32 = 512 KiB per row (measured fastest of 2^15..2^19 on this CPU).
+CHUNK = 1 << 17
 _F32 = torch.float32
 
 
