@@ -67,12 +67,6 @@ class Default(_IRTBased):
     default_subset = "predictive"
     param_names = COMMON_PARAMS + ("n_neighbors", "folds")
 
-    def _subset_for(self, n_models: int) -> str:
-        # Supervised item selection overfits when models are few and items many (with 32 models
-        # and 4,750 items it finds 30 items that "explain" the training scores almost exactly);
-        # below the full tier an unsupervised choice is used instead.
-        return "predictive" if n_models >= FULL_TIER_MIN else "irt_clustering"
-
     # -- features -----------------------------------------------------------------------------
     def _base_features(self, y: np.ndarray) -> dict[str, np.ndarray]:
         params = self.irt_params()
@@ -99,6 +93,7 @@ class Default(_IRTBased):
 
     # -- fit ----------------------------------------------------------------------------------
     def _fit(self, train: ResponseMatrix, k: int, seed: int, **context: Any) -> None:
+        self._n_fit = train.n_models
         self._select(train, k, seed)
         settings = self._settings()
         params = calibrate(train.values, train.item_ids, settings)
@@ -160,6 +155,10 @@ class Default(_IRTBased):
         resid = np.abs(oof - target)
         self.cv_mae_ = float(resid.mean())
         self.se_const_ = float(np.sqrt(np.mean(resid**2)))
+        self.se_inflation_ = 1.0
+        if self.tier_ != "full" and self.subset_strategy_ == "predictive":
+            self.se_inflation_ = self._selection_inflation(train, k, seed, folds)
+            self.se_const_ *= self.se_inflation_
         if self.tier_ == "full":
             # Conditional SE: E|r| given the summary features, times sqrt(pi/2) (normal residuals).
             pack(self, "se_", fit_hgb(x[:, :s], resid, seed, max_iter=100, max_leaf_nodes=7, min_samples_leaf=50))
@@ -186,6 +185,30 @@ class Default(_IRTBased):
         finally:
             self.irt_a_, self.irt_d_, self.irt_theta_ = keep_all
         return out
+
+    def _selection_inflation(self, train: ResponseMatrix, k: int, seed: int, folds: int) -> float:
+        """How much out-of-fold errors understate the truth because the items were chosen with
+        every training model's score: the ratio of the RMSE of "select items within the fold, then
+        ridge" to that of "ridge on the items chosen with all models", both out of fold (>= 1)."""
+        from frugalmerge.subsets import select_subset
+
+        n = train.n_models
+        target = train.full_scores()
+        col_mean = np.nan_to_num(np.nanmean(train.values, axis=0), nan=0.5)
+        x = np.where(np.isnan(train.values), col_mean[None, :], train.values)
+        chosen = np.asarray(self.sel_cols_)
+        honest, naive = np.empty(n), np.empty(n)
+        order = np.random.default_rng(seed + 4).permutation(n)
+        for held in np.array_split(order, max(2, min(folds, n))):
+            keep = np.setdiff1d(order, held)
+            sub = select_subset("predictive", train.select_models(keep), k, seed)
+            cols = train.columns(sub.item_ids)
+            coef, b = fit_ridge(x[keep][:, cols], target[keep])
+            honest[held] = x[held][:, cols] @ coef + b
+            coef, b = fit_ridge(x[keep][:, chosen], target[keep])
+            naive[held] = x[held][:, chosen] @ coef + b
+        ratio = np.sqrt(np.mean((honest - target) ** 2)) / max(np.sqrt(np.mean((naive - target) ** 2)), 1e-9)
+        return float(np.clip(ratio, 1.0, 10.0))
 
     # -- predict ------------------------------------------------------------------------------
     def _predict(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -133,7 +133,7 @@ def max_fisher(responses: ResponseMatrix, k: int, rng: np.random.Generator,
 
 @register_subset("predictive")
 def predictive_items(responses: ResponseMatrix, k: int, rng: np.random.Generator,
-                     ridge: float | None = None) -> tuple[list[str], None]:
+                     ridge: float | None = None, pool: int | None = None) -> tuple[list[str], None]:
     """Greedy forward selection of the items whose responses best predict the full score (ridge R^2
     on training models). Why: it targets what estimators predict, not a proxy such as information.
     The ridge penalty grows as training models get fewer (rule of n) to limit in-sample overfitting.
@@ -141,6 +141,12 @@ def predictive_items(responses: ResponseMatrix, k: int, rng: np.random.Generator
     x = _filled(responses)
     x = x - x.mean(axis=0)
     y = responses.full_scores() - responses.full_scores().mean()
+    candidates = np.arange(x.shape[1])
+    if pool is not None and pool < x.shape[1]:
+        # A seeded random pool of candidates: greedy selection over thousands of items with few
+        # models finds items that fit the training scores by chance (selection overfit).
+        candidates = np.sort(rng.choice(x.shape[1], size=max(pool, k), replace=False))
+        x = x[:, candidates]
     n, m = x.shape
     lam = ridge if ridge is not None else max(1.0, 200.0 / n) * n * 1e-3 + 1.0
     xty = x.T @ y
@@ -167,7 +173,7 @@ def predictive_items(responses: ResponseMatrix, k: int, rng: np.random.Generator
         inv = new_inv
         rows = np.vstack([rows, x[:, c] @ x])
         chosen.append(c)
-    return [responses.item_ids[c] for c in chosen], None
+    return [responses.item_ids[candidates[c]] for c in chosen], None
 
 
 class AdaptiveSession:
