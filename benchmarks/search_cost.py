@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10, help="items per objective for the cheap fitness")
     parser.add_argument("--pool", type=int, default=100, help="calibration pool (items of the search split)")
     parser.add_argument("--random-merges", type=int, default=6, help="random merges in the calibration set")
-    parser.add_argument("--estimator", default="default")
+    parser.add_argument("--estimator", default="mpirt")
     parser.add_argument("--promote", default="0,1",
                         help="cheap variants: best new candidates per generation re-scored on the pool (comma list)")
     parser.add_argument("--seed", type=int, default=0)

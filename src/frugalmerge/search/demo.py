@@ -25,6 +25,11 @@ from frugalmerge.search.errors import SearchError
 from frugalmerge.search.store import CHECKPOINT, atomic_write_text, write_json
 
 
+#: MERGE³-style p-IRT (the merge's ability as a combination of its sources' abilities): on the zoo
+#: it gave the best TRUE test accuracy per item evaluated (docs/search.md, "Which estimator").
+ESTIMATOR = "mpirt"
+
+
 def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, Any]]:
     """The demo's two search configs (raw YAML mappings) for a loaded zoo manifest."""
     cross = zoo.showcases["cross_domain"]
@@ -37,8 +42,6 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
         "base_model": zoo.base,
         "seed": 0,
         "calibration": {"random_merges": 2 if quick else 6, "pool": None if quick else 100},
-        # the best new candidate of each generation is re-scored on the whole calibration pool
-        "fidelity": {"promote_per_generation": 1},
         "final": {"test": True, "export": "best", "max_pareto_test": 2},
     }
     return {
@@ -49,7 +52,7 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
             "method": {"choices": ["task_arithmetic", "ties"]},
             "search": {"weight": {"bounds": [0.0, 1.5], "per": "layers", "groups": 2},
                        "density": {"bounds": [0.3, 1.0]}},
-            "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": "default"} for o in cross.objectives],
+            "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": ESTIMATOR} for o in cross.objectives],
             "algorithm": {"name": "ga", "pop_size": pop_cd},
             "budget": {"generations": gens_cd},
         },
@@ -59,7 +62,7 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
             "models": list(multi.models),
             "method": {"choices": ["task_arithmetic", "ties"]},
             "search": {"weight": {"bounds": [0.0, 1.2]}, "density": {"bounds": [0.3, 1.0]}},
-            "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": "default"} for o in multi.objectives],
+            "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": ESTIMATOR} for o in multi.objectives],
             "algorithm": {"name": "nsga2", "pop_size": pop_ml},
             "budget": {"generations": gens_ml},
             # several objectives: two promotions per generation keep a front at high fidelity
