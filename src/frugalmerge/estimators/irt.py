@@ -221,7 +221,7 @@ def _fit_pyirt(y: np.ndarray, item_ids: tuple[str, ...], settings: IRTSettings) 
 
 
 _CACHE: OrderedDict[str, IRTParams] = OrderedDict()
-_CACHE_SIZE = 8
+_CACHE_SIZE = 32  # a bench fold x cross-fitting folds; parameters are small
 
 
 def calibrate(values: np.ndarray, item_ids: tuple[str, ...], settings: IRTSettings | None = None) -> IRTParams:
