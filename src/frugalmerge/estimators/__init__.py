@@ -9,7 +9,7 @@ Importing this package is cheap: heavy modules load on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from frugalmerge._lazy import lazy_getattr
 
 from frugalmerge.estimators.errors import CardError, EstimatorError, ResponseError, UnknownNameError
 
@@ -31,9 +31,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'frugalmerge.estimators' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -8,8 +8,7 @@ Public surface (imported lazily so that ``import frugalmerge`` stays light):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from frugalmerge._lazy import lazy_getattr
 
 _EXPORTS = {
     "MergeRecipe": "frugalmerge.merging.recipe",
@@ -30,10 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frugalmerge.merging' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

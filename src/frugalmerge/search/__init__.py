@@ -9,8 +9,7 @@ recipe), :func:`make_algorithm` / :func:`algorithm_names` (the optimiser registr
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from frugalmerge._lazy import lazy_getattr
 
 from frugalmerge.search.errors import ConfigError, ResumeError, SearchError
 
@@ -30,10 +29,4 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "SearchError", "ConfigError", "ResumeError"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frugalmerge.search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
