@@ -23,6 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,10 @@ class TestScore:
     acc: float
     se: float
     n: int
+
+
+#: Training responses a card may ship beside card.json (written by ``frugalmerge zoo cards``).
+CARD_RESPONSES = "responses.npz"
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -212,6 +217,7 @@ class BenchmarkObjective(Objective):
         self.pool: list[str] = []
         self.calibration: dict[str, Any] = {}
         self._promoted: dict[int, Any] = {}
+        self._card_estimator: tuple[str, dict[str, Any]] = (spec.estimator, {})
 
     # data
     def _load(self, split: str) -> Any:
@@ -261,16 +267,42 @@ class BenchmarkObjective(Objective):
         return not self.full and self.spec.card is None
 
     def _load_card(self, all_ids: list[str]) -> None:
-        from frugalmerge.estimators import load_card
+        from frugalmerge.estimators import load_card, load_responses
 
-        est, _card = load_card(self.spec.card)
-        missing = [i for i in est.selected_items_ if i not in set(all_ids)]
+        est, card = load_card(self.spec.card)
+        known = set(all_ids)
+        missing = [i for i in est.selected_items_ if i not in known]
         if missing:
             raise SearchError(f"objective {self.name!r}: card {self.spec.card} selects item {missing[0]!r}, "
                               f"which is not in the search split of {self.spec.benchmark!r}")
         self.estimator = est
         self.items = list(est.selected_items_)
         self.pool = all_ids
+        self._card_estimator = (str(card["estimator"]), dict(card.get("params") or {}))
+        # A card that ships its training responses (``frugalmerge zoo cards``) doubles as free
+        # calibration data: promotions refit the card's estimator at a larger k on it.
+        data_path = Path(self.spec.card) / CARD_RESPONSES
+        if data_path.is_file():
+            data = load_responses(data_path)
+            if data.sha256() != card["training_data"]["sha256"]:
+                raise SearchError(f"objective {self.name!r}: {data_path} is not the data card {self.spec.card} "
+                                  "was fitted on (sha256 differs)")
+            outside = [i for i in data.item_ids if i not in known]
+            if outside:
+                raise SearchError(f"objective {self.name!r}: {data_path} has item {outside[0]!r}, which is not in "
+                                  f"the search split of {self.spec.benchmark!r}")
+            self.pool = list(data.item_ids)
+            self.calibration = {"models": list(data.model_ids), "values": np.asarray(data.values),
+                                "pool": list(data.item_ids), "means": data.full_scores()}
+
+    def _estimator_spec(self) -> tuple[str, dict[str, Any]]:
+        """(estimator name, constructor params) of this objective: the card's, or the config's."""
+        if self.spec.card is not None:
+            return self._card_estimator
+        params = dict(self.spec.estimator_params)
+        if self.spec.subset is not None:
+            params["subset"] = self.spec.subset
+        return self.spec.estimator, params
 
     # calibration
     def calibrate(self, recipes: list[tuple[str, dict[str, Any], str]]) -> int:
@@ -308,10 +340,8 @@ class BenchmarkObjective(Objective):
             self.estimator = calibrate(values, tuple(self.pool))  # IRT item parameters
             self.items = list(self.pool)
             return int(values.size)
-        params = dict(self.spec.estimator_params)
-        if self.spec.subset is not None:
-            params["subset"] = self.spec.subset
-        est = make_estimator(self.spec.estimator, **params)
+        name, params = self._estimator_spec()
+        est = make_estimator(name, **params)
         # MERGE³-style estimators (mpirt, gmpirt) combine the endpoint models' abilities.
         endpoints = [n for n, _, _ in recipes if n.startswith("source:")]
         est.fit(matrix, k=min(self.spec.k, len(self.pool)), seed=self.config.seed,
@@ -322,13 +352,14 @@ class BenchmarkObjective(Objective):
 
     def state(self) -> dict[str, Any]:
         return {"estimator": self.estimator, "items": self.items, "pool": self.pool,
-                "calibration": self.calibration}
+                "calibration": self.calibration, "card_estimator": self._card_estimator}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.estimator = state["estimator"]
         self.items = list(state["items"])
         self.pool = list(state["pool"])
         self.calibration = dict(state["calibration"])
+        self._card_estimator = state.get("card_estimator", self._card_estimator)
 
     # scoring
     def _estimate(self, estimator: Any, items: list[str], resp: dict[str, float]) -> tuple[float, float]:
@@ -379,8 +410,8 @@ class BenchmarkObjective(Objective):
             return self.evaluate(recipe, key)
         if self.spec.adaptive and k < len(self.pool):
             return self._adaptive(recipe, key, k)
-        if self.spec.card is not None and k < len(self.pool):
-            return self.evaluate(recipe, key)  # a card has no calibration data to refit at k
+        if self.spec.card is not None and not self.calibration and k < len(self.pool):
+            return self.evaluate(recipe, key)  # a card without its training data cannot be refitted at k
         if k <= len(self.items) and not self.spec.adaptive:
             return self.evaluate(recipe, key)
         if k >= len(self.pool):
@@ -393,11 +424,9 @@ class BenchmarkObjective(Objective):
             cal = self.calibration
             matrix = ResponseMatrix(values=cal["values"], model_ids=tuple(cal["models"]),
                                     item_ids=tuple(cal["pool"]), name=f"calibration:{self.name}")
-            params = dict(self.spec.estimator_params)
-            if self.spec.subset is not None:
-                params["subset"] = self.spec.subset
+            name, params = self._estimator_spec()
             endpoints = [n for n in cal["models"] if n.startswith("source:")]
-            est = make_estimator(self.spec.estimator, **params).fit(
+            est = make_estimator(name, **params).fit(
                 matrix, k=k, seed=self.config.seed, **({"endpoints": endpoints} if len(endpoints) >= 2 else {}))
             self._promoted[k] = est
         est = self._promoted[k]

@@ -57,6 +57,43 @@ def info(directory: Path = typer.Argument(None, help="zoo folder (default: the s
         typer.echo(f"  showcase {name}: models {show.models} objectives {show.objectives}")
 
 
+@zoo_app.command("cards")
+def cards(
+    out: Path = typer.Option(Path("estimators/zoo"), "--out", help="cards folder (one card per benchmark)"),
+    zoo_dir: Path = typer.Option(None, "--zoo", help="zoo folder (default: the shipped full zoo)"),
+    estimator: str = typer.Option(None, "--estimator", help="estimator name (default: the shipped cards' choice)"),
+    k: int = typer.Option(None, "--k", min=1, help="items each card selects"),
+    random_merges: int = typer.Option(None, "--random-merges", min=0,
+                                      help="seeded random merges per showcase in the training data"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fit estimator cards for the zoo's showcase objectives on SEARCH-split responses of the
+    sources, base, naive average and seeded random merges (see estimators/README.md)."""
+    from rich.console import Console
+
+    from frugalmerge.estimators.errors import EstimatorError
+    from frugalmerge.runtime import configure_torch_threads
+    from frugalmerge.search.errors import SearchError
+    from frugalmerge.zoo import cards as zc
+    from frugalmerge.zoo.errors import ZooError
+
+    configure_torch_threads()
+    console = Console(stderr=True)
+    try:
+        with console.status("evaluating the cards' training models") as status:
+            index = zc.build_cards(zoo_dir, out, estimator=estimator or zc.DEFAULT_ESTIMATOR, k=k or zc.DEFAULT_K,
+                                   random_merges=zc.DEFAULT_RANDOM_MERGES if random_merges is None else random_merges,
+                                   seed=seed, progress=lambda msg: status.update(msg))
+    except (ZooError, SearchError, EstimatorError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for name, card in index["cards"].items():
+        v = card["validation"]
+        err = f"CV MAE {100 * v['mae']:.2f} points, spearman {v['spearman']:.3f}" if "mae" in v else v["kind"]
+        typer.echo(f"{out / name}: {card['models']} models x {card['items']} search items ({err})")
+    typer.echo(f"one-off cost: {index['items_evaluated']:,} items evaluated, {index['seconds']:.0f} s")
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
     app.add_typer(zoo_app, name="zoo")

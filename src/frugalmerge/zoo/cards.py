@@ -1,0 +1,232 @@
+"""Fitted estimator cards for the demo zoo's showcase objectives (``frugalmerge zoo cards``).
+
+What a card is fitted on - responses on the **search** split only (the test split is never read):
+for each showcase of the zoo, the sources, the base, the naive average and ``random_merges`` seeded
+random recipes of that showcase's search space (the demo's own space: method gene, weights,
+densities) are materialised and evaluated on every item of the search split of each objective's
+benchmark. The response matrix is stored next to the card (``responses.npz``, a few KB), so the
+card can be rebuilt bit for bit (:func:`refit_card`) and its training-data hash checked.
+
+Validation error (in ``card.json``): K-fold cross-validation over the random merges (the sources,
+base and average always stay in training, as they do when the card is used), each held-out merge
+revealing only the card's ``k`` items; truth = its mean over the whole search split.
+
+The one-off cost (items evaluated, seconds) is written to ``cards.json`` at the top of the output
+folder; a search that uses a card calibrates nothing and pays only the card's ``k`` items per
+candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalmerge.zoo.errors import ZooError
+
+#: Defaults of the shipped cards (estimators/zoo): see estimators/README.md for the measurements.
+DEFAULT_ESTIMATOR = "default"
+DEFAULT_K = 10
+DEFAULT_RANDOM_MERGES = 60
+#: A seed stream of its own: the card's random merges differ from any run's calibration merges.
+CARD_SEED_SALT = 31337
+RESPONSES_FILE = "responses.npz"
+INDEX_FILE = "cards.json"
+ENDPOINT_ESTIMATORS = frozenset({"mpirt", "gmpirt"})
+
+
+@dataclass(frozen=True)
+class CardData:
+    """The responses one card is fitted on: models x search items of one benchmark."""
+
+    showcase: str
+    benchmark: str
+    model_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    values: np.ndarray
+
+
+def _showcase_recipes(config: Any, space: Any, random_merges: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """(model id, recipe) of the card's training models for one showcase config."""
+    from frugalmerge.search.fitness import base_recipe, source_recipe
+    from frugalmerge.search.space import average_recipe
+
+    out: list[tuple[str, dict[str, Any]]] = [(f"source:{m}", source_recipe(config, m)) for m in config.models]
+    if config.base_model is not None:
+        out.append(("base", base_recipe(config)))
+    if len(config.models) > 1:
+        out.append(("average", average_recipe(config)))
+    rng = np.random.default_rng([seed, CARD_SEED_SALT])
+    out += [(f"random:{i}", space.decode(x)) for i, x in enumerate(space.random(rng, random_merges))]
+    return out
+
+
+def collect_card_data(zoo: Any, *, random_merges: int = DEFAULT_RANDOM_MERGES, seed: int = 0,
+                      showcases: list[str] | None = None,
+                      progress: Callable[[str], None] | None = None) -> list[CardData]:
+    """Evaluate every training model of each showcase on the search split of its objectives."""
+    from frugalmerge.search.config import config_from_dict
+    from frugalmerge.search.demo import showcase_configs
+    from frugalmerge.search.fitness import Fitness
+    from frugalmerge.search.space import SearchSpace, recipe_key
+
+    raws = showcase_configs(zoo)
+    names = showcases or list(raws)
+    unknown = [n for n in names if n not in raws]
+    if unknown:
+        raise ZooError(f"unknown showcase {unknown[0]!r} (known: {', '.join(raws)})")
+    out: list[CardData] = []
+    for name in names:
+        # Full fitness: the objectives are plain search-split evaluators (no calibration).
+        cfg = config_from_dict({**raws[name], "fitness": "full"}, zoo.root)
+        space = SearchSpace(cfg)
+        fitness = Fitness.build(cfg, space)
+        recipes = _showcase_recipes(cfg, space, random_merges, seed)
+        rows: dict[str, list[list[float]]] = {o.name: [] for o in fitness.objectives}
+        for i, (model_id, recipe) in enumerate(recipes):
+            if progress:
+                progress(f"{name}: model {i + 1}/{len(recipes)} ({model_id})")
+            key = recipe_key(recipe)
+            for obj in fitness.objectives:
+                bench = obj.search_bench  # type: ignore[attr-defined]
+                resp = obj._responses(bench, recipe, key, None)  # type: ignore[attr-defined]
+                rows[obj.name].append([resp[item.id] for item in bench.items])
+        for obj in fitness.objectives:
+            bench = obj.search_bench  # type: ignore[attr-defined]
+            out.append(CardData(name, obj.spec.benchmark or obj.name, tuple(m for m, _ in recipes),  # type: ignore[attr-defined]
+                                tuple(item.id for item in bench.items), np.asarray(rows[obj.name], dtype=np.float64)))
+    return out
+
+
+def write_responses(data: CardData, path: Path) -> None:
+    """The card's training responses as an ``.npz`` that ``load_responses`` reads (compressed)."""
+    np.savez_compressed(path, values=data.values.astype(np.float64),
+                        model_ids=np.asarray(data.model_ids), item_ids=np.asarray(data.item_ids))
+
+
+def _context(estimator: str, model_ids: tuple[str, ...]) -> dict[str, Any]:
+    endpoints = [m for m in model_ids if m.startswith("source:")]
+    return {"endpoints": endpoints} if estimator in ENDPOINT_ESTIMATORS and len(endpoints) >= 2 else {}
+
+
+def validate_card(responses: Any, estimator: str, k: int, *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """K-fold CV over the random merges (anchors - sources, base, average - always train)."""
+    from scipy.stats import spearmanr
+
+    from frugalmerge.estimators import make_estimator
+
+    ids = responses.model_ids
+    held = np.asarray([r for r, m in enumerate(ids) if m.startswith("random:")])
+    if len(held) < 2 * folds:
+        return {"kind": "skipped (too few random merges)", "n_test": 0}
+    truth = responses.full_scores()
+    pred = np.full(len(ids), np.nan)
+    perm = np.random.default_rng(seed).permutation(held)
+    for f, test in enumerate(np.array_split(perm, folds)):
+        train = responses.select_models(np.setdiff1d(np.arange(len(ids)), test))
+        est = make_estimator(estimator).fit(train, k=k, seed=seed, **_context(estimator, train.model_ids))
+        pred[test] = est.predict(responses.select_models(test).reveal(est.selected_items_)).score
+    err = np.abs(pred[held] - truth[held])
+    top = held[np.argsort(-truth[held])[: max(len(held) // 4, 2)]]
+    return {"kind": f"{folds}-fold CV over the {len(held)} random merges (sources, base, average always train)",
+            "mae": float(err.mean()), "max_abs_error": float(err.max()),
+            "spearman": float(spearmanr(pred[held], truth[held]).statistic),
+            "mae_top_quartile": float(np.abs(pred[top] - truth[top]).mean()), "n_test": int(len(held))}
+
+
+def fit_card(responses_path: Path, out: Path, *, estimator: str, k: int, seed: int = 0,
+             validation: dict[str, Any] | None = None) -> Any:
+    """Fit ``estimator`` on the stored responses and write the card (``responses.npz`` beside it)."""
+    from frugalmerge.estimators import load_responses, make_estimator, save_card
+
+    data = load_responses(responses_path)
+    est = make_estimator(estimator).fit(data, k=k, seed=seed, **_context(estimator, data.model_ids))
+    save_card(est, data, out, validation)
+    if responses_path.resolve() != (out / RESPONSES_FILE).resolve():
+        shutil.copyfile(responses_path, out / RESPONSES_FILE)
+    return est
+
+
+def refit_card(card_dir: str | Path, out: str | Path) -> Path:
+    """Rebuild a shipped card from its own ``responses.npz`` (same estimator, k, seed) into ``out``.
+
+    Raises :class:`ZooError` when the stored responses do not hash to the card's training data."""
+    from frugalmerge.estimators import load_responses
+
+    card_dir, out = Path(card_dir), Path(out)
+    card = json.loads((card_dir / "card.json").read_text())
+    data_path = card_dir / RESPONSES_FILE
+    if not data_path.is_file():
+        raise ZooError(f"{card_dir}: no {RESPONSES_FILE} to rebuild the card from")
+    digest = load_responses(data_path).sha256()
+    if digest != card["training_data"]["sha256"]:
+        raise ZooError(f"{data_path}: responses hash {digest[:12]} differs from the card's training data "
+                       f"{card['training_data']['sha256'][:12]} (not the data this card was fitted on)")
+    fit_card(data_path, out, estimator=card["estimator"], k=int(card["k"]), seed=int(card["fitted"]["seed_"]),
+             validation=card.get("validation"))
+    return out
+
+
+def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str = DEFAULT_ESTIMATOR,
+                k: int = DEFAULT_K, random_merges: int = DEFAULT_RANDOM_MERGES, seed: int = 0,
+                folds: int = 5, showcases: list[str] | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build one card per showcase objective into ``out/<benchmark>`` plus ``out/cards.json``.
+
+    The whole folder is written next to ``out`` and renamed into place (atomic)."""
+    from frugalmerge.estimators import load_responses
+    from frugalmerge.zoo.manifest import load_zoo
+    from frugalmerge.zoo.registry import ensure_zoo
+
+    zoo = load_zoo(zoo_dir) if zoo_dir is not None else ensure_zoo("full")
+    out = Path(out)
+    t0 = time.perf_counter()
+    datasets = collect_card_data(zoo, random_merges=random_merges, seed=seed, showcases=showcases,
+                                 progress=progress)
+    eval_seconds = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    index: dict[str, Any] = {"zoo": zoo.root.name, "zoo_size": zoo.size, "estimator": estimator, "k": k,
+                             "random_merges": random_merges, "seed": seed, "split": "search", "cards": {}}
+    try:
+        for data in datasets:
+            # Staged under the same file name as in the card, so the matrix keeps one name.
+            raw = tmp / ".stage" / data.benchmark / RESPONSES_FILE
+            raw.parent.mkdir(parents=True)
+            write_responses(data, raw)
+            validation = validate_card(load_responses(raw), estimator, k, folds=folds, seed=seed)
+            fit_card(raw, tmp / data.benchmark, estimator=estimator, k=k, seed=seed, validation=validation)
+            index["cards"][data.benchmark] = {
+                "showcase": data.showcase, "models": len(data.model_ids), "items": len(data.item_ids),
+                "items_evaluated": int(data.values.size), "validation": validation,
+            }
+        shutil.rmtree(tmp / ".stage")
+        index["items_evaluated"] = int(sum(c["items_evaluated"] for c in index["cards"].values()))
+        index["seconds"] = round(time.perf_counter() - t0, 1)
+        index["evaluation_seconds"] = round(eval_seconds, 1)
+        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+        for path in [tmp, *tmp.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # temporary files are private; cards are shipped
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return index
+
+
+def card_dirs(root: str | Path) -> dict[str, Path]:
+    """``{benchmark: card folder}`` of a cards folder written by :func:`build_cards`."""
+    root = Path(root)
+    index = root / INDEX_FILE
+    if not index.is_file():
+        raise ZooError(f"{root}: no {INDEX_FILE} (not a folder written by 'frugalmerge zoo cards')")
+    return {name: root / name for name in json.loads(index.read_text())["cards"]}

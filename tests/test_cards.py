@@ -1,0 +1,143 @@
+"""The shipped zoo estimator cards (estimators/zoo) and the command that builds them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from frugalmerge.zoo import ensure_zoo, prebuilt_zoo_dir
+from frugalmerge.zoo.cards import INDEX_FILE, RESPONSES_FILE, build_cards, card_dirs, refit_card
+from frugalmerge.zoo.errors import ZooError
+
+CARDS = Path(__file__).resolve().parents[1] / "estimators" / "zoo"
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    if prebuilt_zoo_dir("full") is None or not (CARDS / INDEX_FILE).is_file():
+        pytest.skip("this checkout ships no prebuilt zoo or no zoo cards")
+    return ensure_zoo("full")
+
+
+def _ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_shipped_card_loads_and_uses_search_items_only(zoo):
+    from frugalmerge.estimators import load_card, load_responses
+
+    cards = card_dirs(CARDS)
+    # one card per objective of every showcase
+    assert set(cards) == {o for show in zoo.showcases.values() for o in show.objectives}
+    for bench, folder in cards.items():
+        est, card = load_card(folder)
+        search = _ids(zoo.benchmarks[bench].splits.search)
+        test = set(_ids(zoo.benchmarks[bench].splits.test))
+        assert card["k"] == len(est.selected_items_) > 0
+        assert set(est.selected_items_) <= set(search)
+        assert not set(est.selected_items_) & test
+        data = load_responses(folder / RESPONSES_FILE)
+        assert list(data.item_ids) == search  # trained on the whole search split, nothing else
+        assert data.sha256() == card["training_data"]["sha256"]
+        assert {"source:" + m for m in zoo.showcases[json.loads((CARDS / INDEX_FILE).read_text())
+                                                     ["cards"][bench]["showcase"]].models} <= set(data.model_ids)
+        assert card["validation"]["n_test"] > 0 and 0.0 <= card["validation"]["mae"] < 0.1
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        assert size < 200_000, f"{folder} is {size} bytes: cards must stay small"
+
+
+def test_estimators_predict_works_on_a_shipped_card(zoo, tmp_path):
+    from typer.testing import CliRunner
+
+    from frugalmerge.cli import app
+    from frugalmerge.estimators import load_card, load_responses
+
+    folder = CARDS / "math_de"
+    est, _ = load_card(folder)
+    data = load_responses(folder / RESPONSES_FILE)
+    observed = data.select_models(np.arange(6)).select_items(est.selected_items_)
+    observed.to_csv(tmp_path / "obs.csv")
+    result = CliRunner().invoke(app, ["estimators", "predict", str(folder), str(tmp_path / "obs.csv"),
+                                      "--json", str(tmp_path / "pred.json")])
+    assert result.exit_code == 0, result.output
+    pred = json.loads((tmp_path / "pred.json").read_text())["predictions"]
+    assert list(pred) == list(observed.model_ids)
+    expected = est.predict(observed).score
+    np.testing.assert_allclose([pred[m] for m in observed.model_ids], expected, atol=1e-12)
+    assert all(0.0 <= v <= 1.0 for v in pred.values())
+
+
+def test_rebuilding_a_card_from_its_data_reproduces_it(zoo, tmp_path):
+    from safetensors.numpy import load_file
+
+    folder = CARDS / "math_de"
+    out = refit_card(folder, tmp_path / "again")
+    shipped, rebuilt = (json.loads((d / "card.json").read_text()) for d in (folder, out))
+    assert rebuilt == shipped, "card differs from a refit on its own data: rebuild with 'frugalmerge zoo cards'"
+    a, b = load_file(str(folder / "params.safetensors")), load_file(str(out / "params.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_rebuilding_from_different_data_fails_on_the_hash(zoo, tmp_path):
+    folder = tmp_path / "math_de"
+    shutil.copytree(CARDS / "math_de", folder)
+    with np.load(folder / RESPONSES_FILE) as z:
+        arrays = dict(z)
+    arrays["values"] = arrays["values"].copy()
+    arrays["values"][0, 0] = 1.0 - arrays["values"][0, 0]
+    np.savez_compressed(folder / RESPONSES_FILE, **arrays)
+    with pytest.raises(ZooError, match="differs from the card's training data"):
+        refit_card(folder, tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(tmp_path_factory) -> Path:
+    from frugalmerge.zoo import build_zoo
+
+    out = tmp_path_factory.mktemp("zoo") / "smoke"
+    build_zoo("smoke", out)
+    return out
+
+
+def test_build_cards_then_search_with_card_promotion_and_final_rescoring(smoke_zoo, tmp_path):
+    """``build_cards`` counts its one-off cost; a search on the card calibrates nothing, promotes on
+    a card refitted at a larger k (its stored data, no items), and re-scores the top on the whole split."""
+    from frugalmerge.estimators import load_card
+    from frugalmerge.search.config import config_from_dict
+    from frugalmerge.search.loop import run_search
+
+    index = build_cards(smoke_zoo, tmp_path / "cards", estimator="pirt", k=4, random_merges=3,
+                        showcases=["cross_domain"])
+    search_ids = _ids(smoke_zoo / "benchmarks" / "math_de" / "search.jsonl")
+    # sources (2) + base + average + 3 random merges, each on the whole search split
+    assert index["cards"]["math_de"]["items_evaluated"] == 7 * len(search_ids) == index["items_evaluated"]
+    est, card = load_card(tmp_path / "cards" / "math_de")
+    assert card["estimator"] == "pirt" and len(est.selected_items_) == 4
+    raw = {
+        "name": "cd", "seed": 1, "zoo": str(smoke_zoo), "base_model": "base", "models": ["math_en", "lang_de"],
+        "method": {"choices": ["task_arithmetic", "ties"]},
+        "search": {"weight": {"bounds": [0.0, 1.5]}, "density": {"bounds": [0.3, 1.0]}},
+        "objectives": [{"name": "math_de", "benchmark": "math_de", "card": str(tmp_path / "cards" / "math_de")}],
+        "algorithm": {"name": "ga", "pop_size": 4}, "budget": {"generations": 2},
+        "fidelity": {"promote_per_generation": 1, "k": 8},
+        "final": {"test": False, "export": "none", "promotion": {"top": 2, "k": 1_000_000}},
+    }
+    result = run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    assert result["calibration_items"] == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    promotions = [r for r in log if "promotion" in r]
+    assert len(promotions) == 2 and all(r["items"] == 8 for r in promotions)
+    assert sum(r["items"] for r in log) == result["items_evaluated"]
+    assert all(r["items"] == 4 for r in log if "promotion" not in r)
+    # final re-scoring: 2 candidates on every search item
+    assert result["promotion_items"] == 2 * len(search_ids)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    # the chosen merge is one of the re-scored ones; its value is a whole-split mean
+    value = best["promoted"]["math_de"]["value"]
+    assert 0.0 <= value <= 1.0 and round(value * len(search_ids)) == pytest.approx(value * len(search_ids))
