@@ -21,9 +21,17 @@ if [ -d "$DATA/minilongbench" ]; then
 fi
 if [ -d "$DATA/psn_irt_opencompass" ]; then
   # 12 models: 4-fold CV leaves 9 training models per fold (the estimators' small-n regime).
-  for block in GSM8K MMLU; do
-    lower=$(echo "$block" | tr 'A-Z' 'a-z')
+  # Every column block of blocks.json (11 benchmarks); PSN_BLOCKS (one block name per line) runs a selection.
+  if [ -n "${PSN_BLOCKS:-}" ]; then
+    blocks="$PSN_BLOCKS"
+  else
+    blocks=$(python -c 'import json,sys; print("\n".join(k for k in json.load(open(sys.argv[1])) if not k.startswith("_")))' \
+      "$DATA/psn_irt_opencompass/blocks.json")
+  fi
+  while IFS= read -r block; do
+    [ -n "$block" ] || continue
+    slug=$(echo "$block" | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\{1,\}/_/g')
     $FM estimators bench "$DATA/psn_irt_opencompass#$block" --k 10,30,100 --folds 4 --seed 0 \
-      --json "$OUT/estimators_psn_$lower.json" --plot "$OUT/estimators_psn_$lower.png"
-  done
+      --json "$OUT/estimators_psn_$slug.json" --plot "$OUT/estimators_psn_$slug.png"
+  done <<< "$blocks"
 fi

@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ["arc", "gsm8k", "mmlu", "minilongbench", "psn_gsm8k", "psn_mmlu"]
+ORDER = ["arc", "gsm8k", "mmlu", "minilongbench"] + [
+    f"psn_{b}" for b in ("arc_c", "bbh", "chinese_simpleqa", "gpqa_diamond", "gsm8k", "hellaswag", "humaneval",
+                         "math", "mbpp", "mmlu", "theoremqa")]
 
 
 def load(results: Path) -> dict[str, dict]:
