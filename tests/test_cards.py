@@ -141,3 +141,22 @@ def test_build_cards_then_search_with_card_promotion_and_final_rescoring(smoke_z
     # the chosen merge is one of the re-scored ones; its value is a whole-split mean
     value = best["promoted"]["math_de"]["value"]
     assert 0.0 <= value <= 1.0 and round(value * len(search_ids)) == pytest.approx(value * len(search_ids))
+
+
+def test_demo_configs_use_the_shipped_cards_on_the_shipped_zoo_only(zoo, smoke_zoo):
+    from frugalmerge.search.config import config_from_dict
+    from frugalmerge.search.demo import showcase_configs
+    from frugalmerge.zoo import load_zoo
+    from frugalmerge.zoo.cards import shipped_cards_for
+
+    cards = shipped_cards_for(zoo)
+    assert cards is not None and set(cards) == set(card_dirs(CARDS))
+    assert shipped_cards_for(load_zoo(smoke_zoo)) is None  # other models: no cards
+    plain = showcase_configs(zoo)
+    for name, raw in showcase_configs(zoo, cards=cards).items():
+        cfg = config_from_dict(raw)
+        assert all(o.card == Path(cards[o.benchmark]) for o in cfg.objectives)
+        assert cfg.fidelity.k is not None  # promotions refit the card at a larger k, not the whole split
+        # the search itself (space, algorithm, budget) is the same with or without cards
+        assert {k: v for k, v in raw.items() if k not in ("objectives", "fidelity")} == \
+            {k: v for k, v in plain[name].items() if k not in ("objectives", "fidelity")}

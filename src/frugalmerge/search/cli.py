@@ -51,12 +51,14 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="output directory"),
     zoo: Path = typer.Option(None, "--zoo", help="zoo directory (default: the shipped zoo, built if missing)"),
     quick: bool = typer.Option(False, "--quick", help="smoke-size zoo and tiny budgets (seconds; for tests)"),
+    cards: bool = typer.Option(True, "--cards/--no-cards",
+                               help="use the shipped estimator cards (shipped zoo only) instead of calibrating"),
 ) -> None:
     """Both showcases on the zoo (cross-domain, multilingual); prints the final table."""
     try:
         from frugalmerge.search.demo import run_demo
 
-        run_demo(out, zoo_dir=zoo, quick=quick)
+        run_demo(out, zoo_dir=zoo, quick=quick, use_cards=cards)
     except _known_errors() as exc:
         _fail(exc)
 

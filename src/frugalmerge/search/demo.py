@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,18 @@ from frugalmerge.search.store import CHECKPOINT, atomic_write_text, write_json
 ESTIMATOR = "mpirt"
 
 
-def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, Any]]:
-    """The demo's two search configs (raw YAML mappings) for a loaded zoo manifest."""
+#: With the shipped cards (no calibration in the run), part of the saving goes to multi-fidelity:
+#: each generation's best new candidate(s) are re-estimated on CARD_PROMOTION_K items by the card's
+#: estimator refitted at that k on the card's training responses.
+CARD_PROMOTION_K = 40
+
+
+def showcase_configs(zoo: Any, *, quick: bool = False,
+                     cards: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+    """The demo's two search configs (raw YAML mappings) for a loaded zoo manifest.
+
+    ``cards`` ({benchmark: card folder}, e.g. :func:`frugalmerge.zoo.cards.shipped_cards_for`):
+    objectives with a card use it instead of calibrating inside the run."""
     cross = zoo.showcases["cross_domain"]
     multi = zoo.showcases["multilingual"]
     gens_cd, gens_ml = (2, 2) if quick else (12, 10)
@@ -52,9 +63,11 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
             "method": {"choices": ["task_arithmetic", "ties"]},
             "search": {"weight": {"bounds": [0.0, 1.5], "per": "layers", "groups": 2},
                        "density": {"bounds": [0.3, 1.0]}},
-            "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": ESTIMATOR} for o in cross.objectives],
+            "objectives": [_objective(o, k, cards) for o in cross.objectives],
             "algorithm": {"name": "ga", "pop_size": pop_cd},
             "budget": {"generations": gens_cd},
+            **({"fidelity": {"promote_per_generation": 1, "k": CARD_PROMOTION_K}}
+               if _all_carded(cross.objectives, cards) else {}),
         },
         "multilingual": {
             "name": "multilingual",
@@ -62,13 +75,25 @@ def showcase_configs(zoo: Any, *, quick: bool = False) -> dict[str, dict[str, An
             "models": list(multi.models),
             "method": {"choices": ["task_arithmetic", "ties"]},
             "search": {"weight": {"bounds": [0.0, 1.2]}, "density": {"bounds": [0.3, 1.0]}},
-            "objectives": [{"name": o, "benchmark": o, "k": k, "estimator": ESTIMATOR} for o in multi.objectives],
+            "objectives": [_objective(o, k, cards) for o in multi.objectives],
             "algorithm": {"name": "nsga2", "pop_size": pop_ml},
             "budget": {"generations": gens_ml},
             # several objectives: two promotions per generation keep a front at high fidelity
-            "fidelity": {"promote_per_generation": 2},
+            "fidelity": {"promote_per_generation": 2,
+                         **({"k": CARD_PROMOTION_K} if _all_carded(multi.objectives, cards) else {})},
         },
     }
+
+
+def _objective(name: str, k: int, cards: Mapping[str, Path] | None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"name": name, "benchmark": name, "k": k, "estimator": ESTIMATOR}
+    if cards and name in cards:
+        obj["card"] = str(cards[name])
+    return obj
+
+
+def _all_carded(objectives: Any, cards: Mapping[str, Path] | None) -> bool:
+    return bool(cards) and all(o in cards for o in objectives)
 
 
 def _write_config(raw: dict[str, Any], folder: Path) -> Path:
@@ -149,8 +174,12 @@ def print_table(summary: dict[str, Any], console: Any) -> None:
                       f"{show['seconds']:.0f} s\n")
 
 
-def run_demo(out: str | Path = "demo_out", *, zoo_dir: str | Path | None = None, quick: bool = False) -> dict[str, Any]:
-    """Run both showcases into ``out``; returns (and writes) the summary."""
+def run_demo(out: str | Path = "demo_out", *, zoo_dir: str | Path | None = None, quick: bool = False,
+             use_cards: bool = True) -> dict[str, Any]:
+    """Run both showcases into ``out``; returns (and writes) the summary.
+
+    With ``use_cards`` and the shipped full zoo, the objectives use the shipped estimator cards
+    (``estimators/zoo``, fitted once on search-split responses) instead of calibrating in the run."""
     from rich.console import Console
 
     from frugalmerge.search.config import config_from_dict
@@ -167,7 +196,12 @@ def run_demo(out: str | Path = "demo_out", *, zoo_dir: str | Path | None = None,
         raise SearchError(f"demo: cannot get the zoo: {exc}") from None
     console.print(f"[bold]frugalmerge demo[/]: zoo {zoo.root} ({zoo.size}), output {out}")
     showcases = []
-    for name, raw in showcase_configs(zoo, quick=quick).items():
+    from frugalmerge.zoo.cards import shipped_cards_for
+
+    cards = shipped_cards_for(zoo) if use_cards and not quick else None
+    if cards:
+        console.print(f"estimator cards: {', '.join(sorted(cards))} from {next(iter(cards.values())).parent}")
+    for name, raw in showcase_configs(zoo, quick=quick, cards=cards).items():
         folder = out / name
         cfg_path = _write_config(raw, folder)
         run_dir = folder / "run"

@@ -230,3 +230,21 @@ def card_dirs(root: str | Path) -> dict[str, Path]:
     if not index.is_file():
         raise ZooError(f"{root}: no {INDEX_FILE} (not a folder written by 'frugalmerge zoo cards')")
     return {name: root / name for name in json.loads(index.read_text())["cards"]}
+
+
+#: Where the repository ships the zoo cards (top-level ``estimators/zoo``; present in a source
+#: checkout and in the editable install ``make demo`` makes).
+SHIPPED_CARDS = Path(__file__).resolve().parents[3] / "estimators" / "zoo"
+
+
+def shipped_cards_for(zoo: Any) -> dict[str, Path] | None:
+    """``{benchmark: card folder}`` of the shipped cards when ``zoo`` is the shipped full zoo they
+    were fitted on; None otherwise (another zoo's models differ: its searches calibrate instead)."""
+    from frugalmerge.zoo.registry import prebuilt_zoo_dir
+
+    prebuilt = prebuilt_zoo_dir("full")
+    if prebuilt is None or Path(zoo.root).resolve() != prebuilt.resolve():
+        return None
+    if not (SHIPPED_CARDS / INDEX_FILE).is_file():
+        return None
+    return card_dirs(SHIPPED_CARDS)
