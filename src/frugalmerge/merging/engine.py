@@ -17,11 +17,14 @@ from typing import Any, Optional
 
 from frugalmerge.merging.checkpoint import LM_HEAD, VOCAB_TENSORS, Checkpoint, check_compatible
 from frugalmerge.merging.errors import MergeError, PlacementError, RecipeError
-from frugalmerge.merging.methods import Operand
+from frugalmerge.merging import kernels
+from frugalmerge.merging.kernels import HIST_BINS, SMALL
+from frugalmerge.merging.methods import Operand, _fusable
 from frugalmerge.merging.plan import MergePlan, build_plan
 from frugalmerge.merging.recipe import MergeRecipe
 
 TIERS = ("device", "host", "mmap")
+HIST_BYTES = HIST_BINS * 8  # one int64 magnitude histogram per (tensor, model), see threshold_cache
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,9 @@ class MergeEngine:
             default what the device reports free (no limit on CPU beyond host memory).
         dtype: dtype of the live module (default float32).
         max_host_memory: bytes of host memory for streamed tensors (default: available RAM).
-        threshold_cache: keep ``sort(|task vector|)`` for magnitude thresholds (TIES/breadcrumbs)
-            so that a candidate's threshold is a lookup instead of a selection (doubles the cache).
+        threshold_cache: keep a high-16-bit histogram of ``|task vector|`` per tensor (512 KiB each,
+            built on the first magnitude-pruning candidate) so that a candidate's exact threshold
+            is one scan of a single histogram bin instead of a selection over the whole tensor.
         verbose: print the placement plan.
     """
 
@@ -159,7 +163,7 @@ class MergeEngine:
         self.plan = self._make_plan(parse_bytes(max_device_memory), parse_bytes(max_host_memory))
         self._ref: dict[str, Any] = {}
         self._delta: dict[str, Any] = {}  # name -> tensor [len(others), numel]
-        self._sorted: dict[tuple[str, int], Any] = {}
+        self._hist: dict[tuple[str, int], Any] = {}
         self._abs_sum: dict[tuple[str, int], float] = {}
         self._fill_cache()
         self._plans: OrderedDict[str, MergePlan] = OrderedDict()
@@ -220,7 +224,8 @@ class MergeEngine:
             host_budget = int(avail * 0.8) if avail else None
         plan = PlacementPlan(str(self.device), device_budget, host_budget, self._module_bytes())
         item = torch.empty((), dtype=self.storage_dtype).element_size()
-        copies = 1 + len(self.others) * (2 if self.threshold_cache else 1)
+        copies = 1 + len(self.others)
+        hist_bytes = len(self.others) * HIST_BYTES if self.threshold_cache else 0
         on_cpu = self.device.type == "cpu"
         device_left = None if device_budget is None else device_budget - plan.module_bytes
         if device_left is not None and device_left < 0:
@@ -232,7 +237,8 @@ class MergeEngine:
         shapes = self.ckpts[self.ref_key].shapes
         for name in self._tensor_names():
             shape = shapes.get(name) or shapes[name.replace(LM_HEAD, "model.embed_tokens.weight")]
-            nbytes = int(torch.Size(shape).numel()) * item * copies
+            numel = int(torch.Size(shape).numel())
+            nbytes = numel * item * copies + (hist_bytes if numel >= SMALL else 0)
             if device_left is None or nbytes <= device_left:
                 tier = "device"
                 if device_left is not None:
@@ -332,11 +338,11 @@ class MergeEngine:
 
         plan = self.plan_for(recipe)
         seed = seed if seed is not None else (recipe.random_seed or 0)
-        use_sorted = self.threshold_cache and plan.method.sparsifier in ("magnitude", "magnitude_outliers")
+        use_hist = self.threshold_cache and plan.method.sparsifier in ("magnitude", "magnitude_outliers")
         with torch.no_grad():
             for job in plan.jobs:
                 param = self._params[job.out_name]
-                ops = self._operands(job, use_sorted, plan.method.sparsifier is not None)
+                ops = self._operands(job, use_hist, plan.method.sparsifier is not None)
                 out = param.data.view(-1)
                 direct = out.dtype == torch.float32 and out.is_contiguous()
                 target = out if direct else self._out_buffer(out.numel())
@@ -354,7 +360,7 @@ class MergeEngine:
             self._scratch["engine_out"] = buf
         return buf[:n]
 
-    def _operands(self, job, use_sorted: bool, plan_method_rescales: bool = True):
+    def _operands(self, job, use_hist: bool, plan_method_rescales: bool = True):
         """Operands ``(R, D_m)`` for a job from the cache tiers (host/mmap tiers streamed now).
 
         Operands of the same tensor name share one reference object, which lets the methods use
@@ -386,8 +392,8 @@ class MergeEngine:
             op = Operand(r, d)
             if d.data_ptr() == stack[idx].data_ptr():  # a view of the cache: methods may use the stack
                 op.stack, op.row = stack, idx
-            if use_sorted:
-                op.sorted_abs = self._sorted_abs(name, idx)
+            if use_hist and op.stack is not None:
+                op.abs_hist = self._abs_hist(name, idx)
             # |D|_1 (for L1 rescaling) is a property of the cache: computed once
             op.abs_sum = self._abs_sum.get((name, idx))
             if op.abs_sum is None and plan_method_rescales:
@@ -396,12 +402,10 @@ class MergeEngine:
             ops.append(op)
         return ops
 
-    def _sorted_abs(self, name: str, idx: int):
-        import torch
-
+    def _abs_hist(self, name: str, idx: int):
+        """The cached |D| histogram of one task vector (None where the fused kernels do not apply)."""
         key = (name, idx)
-        s = self._sorted.get(key)
-        if s is None:
-            s = torch.sort(self._delta[name][idx].abs().reshape(-1)).values
-            self._sorted[key] = s
-        return s
+        if key not in self._hist:
+            row = self._delta[name][idx]
+            self._hist[key] = kernels.abs_histogram(row.numpy()) if _fusable(row) else None
+        return self._hist[key]

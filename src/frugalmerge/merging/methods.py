@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
+from frugalmerge.merging import kernels
 from frugalmerge.merging.errors import RecipeError
 
 # Elements per chunk: 128K float32 = 512 KiB per row (measured fastest of 2^15..2^19 on this CPU).
@@ -140,13 +142,14 @@ def get_method(name: str) -> MergeMethod:
 class Operand:
     """One input tensor as ``ref + delta`` (flat, same length); ``delta`` None means exactly ``ref``.
 
-    ``sorted_abs`` is an optional cache of ``sort(|delta|)`` (used for magnitude thresholds when
-    the operand's delta is the method's task vector); ``abs_sum`` caches ``sum(|delta|)``.
+    ``abs_hist`` is an optional cache of the high-16-bit histogram of ``|delta|``
+    (:func:`kernels.abs_histogram`; it makes a magnitude threshold one scan of a single bin);
+    ``abs_sum`` caches ``sum(|delta|)``.
     """
 
     ref: torch.Tensor
     delta: Optional[torch.Tensor] = None
-    sorted_abs: Optional[torch.Tensor] = None
+    abs_hist: Optional[np.ndarray] = None
     abs_sum: Optional[float] = None
     stack: Optional[torch.Tensor] = None  # the engine's [models, numel] cache this delta is a row of
     row: int = -1
@@ -187,6 +190,27 @@ def _dense(op: Operand, a: int, b: int, into: torch.Tensor) -> torch.Tensor:
     else:
         torch.add(op.ref[a:b], op.delta[a:b], out=into)
     return into
+
+
+def _fusable(*tensors: Optional[torch.Tensor]) -> bool:
+    """True when the fused CPU kernels can take these tensors (float32, contiguous, on the CPU)."""
+    if not kernels.available():
+        return False
+    return all(
+        t is None or (t.device.type == "cpu" and t.dtype == _F32 and t.is_contiguous()) for t in tensors
+    )
+
+
+def _rows(deltas: list[torch.Tensor], stacks: list[Optional[torch.Tensor]], rows: list[int], n: int):
+    """The deltas as ``(2-D float32 array, row indices)`` for the fused kernels, zero-copy when they
+    are rows of one stacked cache (the engine's and the CLI's layout), else stacked into a copy."""
+    if deltas and stacks[0] is not None and all(st is stacks[0] for st in stacks) and _fusable(stacks[0]):
+        st = stacks[0]
+        if all(d.data_ptr() == st[r].data_ptr() for d, r in zip(deltas, rows)):
+            return st.numpy(), np.asarray(rows, dtype=np.int64)
+    if not deltas:
+        return np.empty((0, n), dtype=np.float32), np.empty(0, dtype=np.int64)
+    return np.stack([d.numpy() for d in deltas]), np.arange(len(deltas), dtype=np.int64)
 
 
 def task_vectors(args: TensorArgs) -> list[Operand]:
@@ -250,6 +274,12 @@ def _combine(
     refs = list(ref_coef.values())
     out = args.out
     n = out.numel()
+    if len(refs) == 1 and _fusable(out, refs[0][0], *(op.delta for op, _ in deltas)):
+        stack, rows = _rows([op.delta for op, _ in deltas], [op.stack for op, _ in deltas],
+                            [op.row for op, _ in deltas], n)
+        coefs = np.asarray([c for _, c in deltas], dtype=np.float32)
+        kernels.kernel("combine")(out.numpy(), refs[0][0].numpy(), np.float32(refs[0][1]), stack, rows, coefs)
+        return
     direct = out.dtype == _F32
     tmp = _buffer(args, "combine", (CHUNK,))
     stack, cvec = _stacked(deltas, out.device)
@@ -288,12 +318,18 @@ def _stacked(deltas: list[tuple[Operand, float]], device) -> tuple[Optional[torc
 
 
 # ------------------------------------------------------------------- generalized task arithmetic
-def _threshold_rank(sorted_abs: Optional[torch.Tensor], delta: torch.Tensor, rank: int) -> float:
-    """The ``rank``-th smallest |delta| (0-based): a lookup in the cached sort, else ``kthvalue``."""
-    if sorted_abs is not None:
-        return float(sorted_abs[rank])
-    # kthvalue is a selection (average O(n)), not a full sort.
-    return float(torch.kthvalue(delta.abs().to(_F32), rank + 1).values)
+def _threshold_ranks(op: Operand, ranks: list[int]) -> list[float]:
+    """The ``rank``-th smallest |delta| (0-based) for each rank, exactly, without a full sort.
+
+    Fused CPU path: a radix select on the float bits (the cached or a fresh high-16-bit histogram,
+    then one bin); elsewhere ``torch.kthvalue`` (a selection, average O(n)).
+    """
+    if _fusable(op.delta):
+        x = op.delta.numpy()
+        hist = op.abs_hist if op.abs_hist is not None else kernels.abs_histogram(x)
+        return [kernels.rank_value(x, r, hist) for r in ranks]
+    ab = op.delta.abs().to(_F32)
+    return [float(torch.kthvalue(ab, r + 1).values) for r in ranks]
 
 
 def magnitude_bounds(op: Operand, density: float, gamma: float, outliers: bool) -> tuple[float, float] | None:
@@ -310,14 +346,13 @@ def magnitude_bounds(op: Operand, density: float, gamma: float, outliers: bool) 
         if density <= 0 or n == 0:
             return (math.inf, -math.inf)
         k = max(1, int(density * n))
-        return (_threshold_rank(op.sorted_abs, op.delta, n - k), math.inf)
+        return (_threshold_ranks(op, [n - k])[0], math.inf)
     target = int(density * n)
     if target <= 0:
         return (math.inf, -math.inf)
     n_top = int(gamma * n)
     n_bot = max(0, n - target - n_top)
-    lo = _threshold_rank(op.sorted_abs, op.delta, n_bot)
-    hi = _threshold_rank(op.sorted_abs, op.delta, n_bot + target - 1)
+    lo, hi = _threshold_ranks(op, [n_bot, n_bot + target - 1])
     return (lo, hi)
 
 
@@ -352,8 +387,10 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if sparsifier in ("magnitude", "magnitude_outliers"):
             windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
         elif sparsifier == "random" and density < 1:
-            buf = _buffer(args, f"dare_{i}", (op.delta.numel(),))
-            tvs[i] = Operand(op.ref, _bernoulli_masked(op.delta, density, args.seed, args.name, i, buf))
+            # masked deltas are rows of one reusable buffer: the fused kernel reads them in place
+            buf = _buffer(args, "dare", (k, n))
+            masked = _bernoulli_masked(op.delta, density, args.seed, args.name, i, buf[i])
+            tvs[i] = Operand(op.ref, masked, stack=buf, row=i)
             if sh["rescale"]:
                 scales[i] = _l1_rescale(op, None, tvs[i].delta)
             continue
@@ -368,7 +405,28 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         scale = (1.0 / divisor if sh["normalize"] else 1.0) * sh["lambda"]
         _combine(args, [(op, c * scale) for op, c in zip(tvs, coefs)], base=args.base, delta_only=True)
         return
+    base = args.base
+    if base.delta is None and _fusable(args.out, base.ref, *(op.delta for op in tvs)):
+        _gta_fused(args, tvs, windows, coefs, weights, consensus)
+        return
     _gta_chunked(args, tvs, windows, coefs, weights, consensus)
+
+
+def _gta_fused(args, tvs, windows, coefs, weights, consensus) -> None:
+    """The masked / consensus path as one fused pass (see :func:`kernels._compiled` ``gta``)."""
+    sh = args.shared
+    n = args.out.numel()
+    stack, rows = _rows([op.delta for op in tvs], [op.stack for op in tvs], [op.row for op in tvs], n)
+    lo = np.asarray([0.0 if w is None else w[0] for w in windows], dtype=np.float32)
+    hi = np.asarray([math.inf if w is None else w[1] for w in windows], dtype=np.float32)
+    static_div = sum(weights)
+    if abs(static_div) < 1e-8:
+        static_div = 1.0
+    kernels.kernel("gta")(
+        args.out.numpy(), args.base.ref.numpy(), stack, rows,
+        np.asarray(coefs, dtype=np.float32), np.asarray(weights, dtype=np.float32), lo, hi,
+        bool(consensus), bool(sh["normalize"]), np.float32(static_div), np.float32(sh["lambda"]),
+    )
 
 
 def _gta_chunked(args, tvs, windows, coefs, weights, consensus) -> None:
@@ -490,11 +548,9 @@ def _l1_rescale(op: Operand, window, masked, eps: float = 1e-7) -> float:
     """mergekit's L1 rescale: ``|d|_1 / |masked d|_1`` (1 when either is below ``eps``)."""
     before = op.abs_sum if op.abs_sum is not None else float(op.delta.abs().sum(dtype=torch.float64))
     if window is not None:
-        if op.sorted_abs is not None:
-            # kept values form one contiguous run of the sorted magnitudes
-            lo = int(torch.searchsorted(op.sorted_abs, torch.tensor(window[0], dtype=op.sorted_abs.dtype)))
-            hi = int(torch.searchsorted(op.sorted_abs, torch.tensor(window[1], dtype=op.sorted_abs.dtype), right=True))
-            after = float(op.sorted_abs[lo:hi].sum(dtype=torch.float64))
+        if _fusable(op.delta):
+            after = float(kernels.kernel("window_abs_sum")(op.delta.numpy(), np.float32(window[0]),
+                                                            np.float32(window[1])))
         else:
             ab = op.delta.abs()
             after = float(ab[(ab >= window[0]) & (ab <= window[1])].sum(dtype=torch.float64))
