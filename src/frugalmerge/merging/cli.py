@@ -24,13 +24,13 @@ def register(app: typer.Typer) -> None:
         ),
         seed: Optional[int] = typer.Option(None, "--seed", help="seed of DARE methods (default random_seed or 0)"),
         max_device_memory: Optional[str] = typer.Option(
-            None, "--max-device-memory", help="device memory budget (e.g. 6GB); larger merges stream from disk"
+            None, "--max-device-memory", help="cap on operands + outputs resident on the device at a time (e.g. 6GB); tensors are merged in batches that fit"
         ),
         shard_size: str = typer.Option("2GiB", "--shard-size", help="maximum size of one output shard"),
     ) -> None:
         """Merge models as described by a mergekit YAML RECIPE into a Hugging Face directory."""
         from frugalmerge.merging.errors import MergeError
-        from frugalmerge.merging.execute import describe_error, run_merge
+        from frugalmerge.merging.execute import DeviceUsage, describe_error, run_merge
         from frugalmerge.merging.engine import parse_bytes
         from frugalmerge.merging.recipe import MergeRecipe
 
@@ -44,11 +44,13 @@ def register(app: typer.Typer) -> None:
 
                 if not torch.cuda.is_available():
                     raise MergeError("--device cuda: no CUDA device is available")
-            # The streaming merge holds one tensor's inputs at a time: any budget above that works.
-            parse_bytes(max_device_memory)
+            budget = parse_bytes(max_device_memory)
             parsed = MergeRecipe.from_yaml(Path(recipe))
-            run_merge(parsed, out, device=device, dtype=dtype, seed=seed, max_shard_bytes=parse_bytes(shard_size))
+            usage = DeviceUsage(budget)
+            run_merge(parsed, out, device=device, dtype=dtype, seed=seed, max_shard_bytes=parse_bytes(shard_size),
+                      max_device_memory=budget, usage=usage)
         except (MergeError, OSError) as exc:
             typer.echo(f"error: {describe_error(exc)}", err=True)
             raise typer.Exit(code=1) from None
+        typer.echo(usage.describe())
         typer.echo(f"merged {parsed.merge_method} of {len(parsed.referenced_models())} models -> {out}")

@@ -21,3 +21,7 @@ class IncompatibleModelsError(MergeError):
 
 class PlacementError(MergeError):
     """The engine cannot place its cached tensors within the given memory budgets."""
+
+
+class DeviceMemoryError(MergeError):
+    """One tensor's operands do not fit within the streaming merge's device memory budget."""

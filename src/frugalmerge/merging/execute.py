@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,7 +25,7 @@ from frugalmerge.merging.checkpoint import (
     check_compatible,
     resolve_name,
 )
-from frugalmerge.merging.errors import CheckpointError, MergeError, RecipeError
+from frugalmerge.merging.errors import CheckpointError, DeviceMemoryError, MergeError, RecipeError
 from frugalmerge.merging.methods import Operand, TensorArgs
 from frugalmerge.merging.plan import MergePlan, TensorJob, build_plan
 from frugalmerge.merging.recipe import MergeRecipe
@@ -292,6 +293,49 @@ def _load_operands(
     return ops, True
 
 
+@dataclass
+class DeviceUsage:
+    """What the streaming merge kept resident on the device: its plan and the peak it reached.
+
+    A *batch* is a run of consecutive tensors whose operands (reference, stacked deltas) and
+    outputs fit together within the budget; they are moved to the device, merged, written and
+    freed before the next batch is loaded. Without a budget every tensor is its own batch.
+    """
+
+    budget: Optional[int]
+    batches: list[list[str]] = field(default_factory=list)
+    batch_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Largest number of operand + output bytes resident on the device at once."""
+        return max(self.batch_bytes, default=0)
+
+    def describe(self) -> str:
+        """One line for the CLI: tensors, batches, peak and budget."""
+        tensors = sum(len(b) for b in self.batches)
+        budget = "none" if self.budget is None else _fmt_bytes(self.budget)
+        return (f"device plan: {tensors} tensors in {len(self.batches)} batches, "
+                f"peak {_fmt_bytes(self.peak_bytes)} of budget {budget}")
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, mult in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= mult:
+            return f"{n / mult:.2f} {unit}"
+    return f"{n} B"
+
+
+def job_device_bytes(operands: list[Operand]) -> int:
+    """Bytes one job keeps on the device: its distinct operand tensors plus the float32 output."""
+    seen: dict[int, int] = {}
+    for op in operands:
+        for t in (op.ref, op.stack if op.stack is not None else op.delta):
+            if t is not None:
+                seen[id(t)] = t.numel() * t.element_size()
+    return sum(seen.values()) + operands[0].ref.numel() * 4
+
+
 def run_merge(
     recipe: MergeRecipe,
     out_dir: str | Path,
@@ -300,15 +344,24 @@ def run_merge(
     dtype: Optional[str] = None,
     seed: Optional[int] = None,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    max_device_memory: Optional[int] = None,
     progress: bool = True,
+    usage: Optional[DeviceUsage] = None,
 ) -> Path:
     """Merge ``recipe`` tensor by tensor from disk into a Hugging Face directory at ``out_dir``.
 
-    Peak memory is one output shard plus the inputs of one tensor, so models larger than RAM can
-    be merged. The directory is written under a temporary name and renamed into place.
+    Peak memory is one output shard plus the inputs of one batch of tensors, so models larger
+    than RAM can be merged. ``max_device_memory`` (bytes) caps the operands and outputs resident
+    on ``device`` at a time: consecutive tensors are grouped into batches that fit (load, merge,
+    write, free); a single tensor that cannot fit raises :class:`DeviceMemoryError`. Results do
+    not depend on the budget (each tensor is merged by the same kernels in the same order).
+    Pass a :class:`DeviceUsage` as ``usage`` to get the plan that was used. The directory is
+    written under a temporary name and renamed into place.
     """
     import torch
 
+    if max_device_memory is not None and max_device_memory <= 0:
+        raise DeviceMemoryError(f"--max-device-memory must be positive, got {max_device_memory} bytes")
     ckpts = open_checkpoints(recipe)
     plan = build_plan(recipe, ckpts)
     ref_key = reference_model(recipe)
@@ -319,23 +372,51 @@ def run_merge(
     seed = seed if seed is not None else (recipe.random_seed or 0)
     dev = torch.device(device)
     scratch: dict = {}
+    usage = usage if usage is not None else DeviceUsage(max_device_memory)
+    usage.budget = max_device_memory
     with atomic_dir(out_dir) as tmp:
         writer = ShardWriter(tmp, max_shard_bytes)
         vocab_size = None
+        pending: list[tuple[TensorJob, list[Operand], tuple]] = []
+        pending_bytes = 0
+
+        def flush() -> None:
+            # Move one batch to the device, merge it, write it and drop every reference to it.
+            nonlocal pending, pending_bytes
+            if not pending:
+                return
+            usage.batches.append([job.out_name for job, _, _ in pending])
+            usage.batch_bytes.append(pending_bytes)
+            for job, ops, shape in pending:
+                ops = _to_device(ops, dev)
+                out = torch.empty(ops[0].ref.numel(), dtype=torch.float32, device=dev)
+                merge_job(plan, job, ops, out, seed=seed, scratch=scratch)
+                writer.add(job.out_name, out.reshape(shape).to(out_dtype).cpu())
+                del ops, out
+            pending, pending_bytes = [], 0
+
         for job in _progress(plan.jobs, progress, "merging"):
             operands, is_float = _load_operands(job, ckpts, ref_key, in_dtype, aligner)
             ck0 = ckpts[job.sources[0][0]]
             shape = ck0.shapes[resolve_name(ck0, job.sources[0][1])]
             if not is_float:
+                flush()  # keep the tensors' order in the shards independent of the budget
                 writer.add(job.out_name, operands[0].ref.reshape(shape).clone())
                 continue
             if aligner is not None and job.out_name in VOCAB_TENSORS:
                 shape = (operands[0].ref.numel() // max(1, int(torch.tensor(shape[1:]).prod())), *shape[1:])
                 vocab_size = shape[0]
-            operands = _to_device(operands, dev)
-            out = torch.empty(operands[0].ref.numel(), dtype=torch.float32, device=dev)
-            merge_job(plan, job, operands, out, seed=seed, scratch=scratch)
-            writer.add(job.out_name, out.reshape(shape).to(out_dtype).cpu())
+            need = job_device_bytes(operands)
+            if max_device_memory is not None and need > max_device_memory:
+                raise DeviceMemoryError(
+                    f"tensor {job.out_name} needs {need} bytes ({_fmt_bytes(need)}) on {device} ({len(job.sources)} "
+                    f"inputs + output, float32) but --max-device-memory is {max_device_memory} bytes"
+                )
+            if max_device_memory is None or pending_bytes + need > max_device_memory:
+                flush()
+            pending.append((job, operands, shape))
+            pending_bytes += need
+        flush()
         writer.close()
         write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab_size)
     return Path(out_dir)
