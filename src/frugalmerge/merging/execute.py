@@ -81,14 +81,19 @@ class VocabAligner:
     it, else the base model's, else the mean over the models that have it (zeros if none).
     """
 
-    def __init__(self, ckpts: dict[str, Checkpoint], target: str, base: Optional[str]):
+    def __init__(
+        self, ckpts: dict[str, Checkpoint], target: str, base: Optional[str],
+        target_vocab: Optional[dict[str, int]] = None, tokenizer: Any = None,
+    ):
+        #: The output tokenizer when it is not a copy of one model's (``tokenizer_source: union``).
+        self.tokenizer = tokenizer
         self.vocabs = {}
         for key, ck in ckpts.items():
             vocab = ck.vocab()
             if vocab is None:
                 raise CheckpointError(f"{key}: tokenizer_source needs tokenizer files in every model")
             self.vocabs[key] = vocab
-        self.target = self.vocabs[target]
+        self.target = target_vocab if target_vocab is not None else self.vocabs[target]
         self.base = base
         self.identity = {k: v == self.target for k, v in self.vocabs.items()}
 
@@ -207,7 +212,7 @@ def output_dtype_name(recipe: MergeRecipe, override: Optional[str], ref: Checkpo
 
 def write_metadata(
     tmp: Path, recipe: MergeRecipe, ckpts: dict[str, Checkpoint], plan: MergePlan, dtype_name: str,
-    vocab_size: Optional[int] = None,
+    vocab_size: Optional[int] = None, tokenizer: Any = None,
 ) -> None:
     """config.json, tokenizer files, the mergekit YAML and a model card into ``tmp``."""
     ref = ckpts[reference_model(recipe)]
@@ -221,12 +226,16 @@ def write_metadata(
         config["tie_word_embeddings"] = True
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     tok_src = recipe.tokenizer_source
-    tok_model = recipe.base_model if tok_src in (None, "base") else tok_src
+    tok_model = recipe.base_model if tok_src in (None, "base", "union") else tok_src
     tok_model = tok_model or reference_model(recipe)
     src_dir = ckpts[tok_model].path if tok_model in ckpts else Path(tok_model)
     for fname in (*TOKENIZER_FILES, "generation_config.json"):
+        if tokenizer is not None and fname != "generation_config.json":
+            continue
         if (src_dir / fname).is_file():
             shutil.copy2(src_dir / fname, tmp / fname)
+    if tokenizer is not None:  # built for this merge (union): written, not copied
+        tokenizer.save_pretrained(str(tmp))
     yaml_text = recipe.to_yaml()
     (tmp / "mergekit_config.yml").write_text(yaml_text, encoding="utf-8")
     (tmp / "README.md").write_text(model_card(recipe, yaml_text), encoding="utf-8")
@@ -418,7 +427,8 @@ def run_merge(
             pending_bytes += need
         flush()
         writer.close()
-        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab_size)
+        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab_size,
+                       aligner.tokenizer if aligner is not None else None)
     return Path(out_dir)
 
 
@@ -447,14 +457,59 @@ def _aligner_for(recipe: MergeRecipe, ckpts: dict[str, Checkpoint]) -> Optional[
     src = recipe.tokenizer_source
     if src is None:
         return None
+    # mergekit 0.1.5: without a base_model the first referenced model plays the base.
+    base = recipe.base_model or recipe.referenced_models()[0]
     if src == "union":
-        raise RecipeError("tokenizer_source: union is not supported (use base or a model path)")
-    target = recipe.base_model if src == "base" else src
-    if target is None:
-        raise RecipeError("tokenizer_source: base needs a base_model")
+        tokenizer = union_tokenizer(base, [m for m in recipe.referenced_models() if m != base], ckpts)
+        return VocabAligner(ckpts, base, recipe.base_model, target_vocab=tokenizer.get_vocab(), tokenizer=tokenizer)
+    target = base if src == "base" else src
     if target not in ckpts:
         ckpts[target] = Checkpoint(target)
     return VocabAligner(ckpts, target, recipe.base_model)
+
+
+def _model_vocab_size(ck: Checkpoint, tokenizer: Any) -> int:
+    return int(ck.config.get("vocab_size") or len(tokenizer.get_vocab()))
+
+
+def union_tokenizer(base: str, others: list[str], ckpts: dict[str, Checkpoint]) -> Any:
+    """The base model's tokenizer plus every token that another model's tokenizer adds (mergekit's union).
+
+    As in mergekit 0.1.5: tokens at ids >= a model's ``vocab_size`` are ignored; regular tokens
+    missing from the base vocabulary are appended with ``add_tokens``, then the added (special)
+    tokens of all models, first definition wins. mergekit appends new regular tokens in the
+    iteration order of a hash map; we append them by model (base first, then the recipe's order)
+    and id, so the output vocabulary is reproducible.
+    """
+    from transformers import AutoTokenizer
+
+    toks = {}
+    for key in (base, *others):
+        try:
+            toks[key] = AutoTokenizer.from_pretrained(str(ckpts[key].path))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{key}: tokenizer_source: union needs a loadable tokenizer ({exc})") from None
+    new_regular: dict[str, None] = {}
+    added: dict[str, Any] = {}
+    for key, tok in toks.items():
+        limit = _model_vocab_size(ckpts[key], tok)
+        specials = {info.content for info in tok.added_tokens_decoder.values()}
+        for token, idx in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]):
+            if idx < limit and token not in specials:
+                new_regular.setdefault(token, None)
+        for idx, info in sorted(tok.added_tokens_decoder.items()):
+            if idx < limit:
+                added.setdefault(info.content, info)
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh copy: never mutate the base tokenizer
+        toks[base].save_pretrained(tmp)
+        out = AutoTokenizer.from_pretrained(tmp)
+    base_vocab = toks[base].get_vocab()
+    for token in new_regular:
+        if token not in added and token not in base_vocab:
+            out.add_tokens(token)
+    for info in added.values():
+        out.add_tokens(info)
+    return out
 
 
 def _progress(items, enabled: bool, label: str):
