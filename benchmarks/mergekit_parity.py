@@ -326,7 +326,10 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "OMP_NUM_THREADS": "1"}
     rows = []
     failed = False
-    for name, text in recipes(models).items():
+    # Tied embeddings (no lm_head stored) with a union vocabulary.
+    tied = build_models(root / "models_tied", tied=True)
+    cases = {**recipes(models), "union_linear_tied": recipes(tied)["union_linear"]}
+    for name, text in cases.items():
         if ns.only and name not in ns.only.split(","):
             continue
         cfg = root / f"{name}.yml"
