@@ -153,6 +153,7 @@ def test_card_round_trip(tmp_path, name):
     back, card = load_card(tmp_path / "card")
     assert card["selected_item_ids"] == est.selected_items_ and card["training_data"]["sha256"] == train.sha256()
     assert not list((tmp_path / "card").glob("*.pkl"))
+    assert (tmp_path / "card").stat().st_mode & 0o055 == 0o055  # shareable, not mkdtemp's private 0700
     obs = train.reveal(est.selected_items_)
     np.testing.assert_allclose(back.predict(obs).score, est.predict(obs).score)
     np.testing.assert_allclose(back.predict(obs).se, est.predict(obs).se)

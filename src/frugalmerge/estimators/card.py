@@ -46,6 +46,7 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
     try:
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; a card is meant to be shared
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -53,6 +54,15 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_card(card_dir: str | Path) -> tuple[Estimator, dict[str, Any]]:
