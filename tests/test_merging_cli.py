@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def test_cli_merge_writes_hf_dir_and_loads(tiny_models, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.config.num_hidden_layers == 4
     assert not any(p.name.startswith(".out.tmp") for p in tmp_path.iterdir())
+    # a plain mkdir's permissions (the umask's), not the private 0700 of the temporary folder
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_passthrough_slices_build_a_deeper_model(tiny_models, tmp_path):

@@ -4,21 +4,23 @@ error, training-data hash, fitted scalars) and ``params.safetensors`` (fitted ar
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from frugalmerge._atomic import atomic_dir
 from frugalmerge.estimators.core import Estimator
 from frugalmerge.estimators.errors import CardError
 from frugalmerge.estimators.responses import ResponseMatrix
 
 CARD_FORMAT = 1
 ARRAYS_FILE = "params.safetensors"
+#: Optional: the card's training responses beside card.json (``frugalmerge zoo cards`` ships them),
+#: so the card can be refitted and a search can recalibrate at a larger k for free.
+RESPONSES_FILE = "responses.npz"
 
-__all__ = ["save_card", "load_card", "CARD_FORMAT"]
+__all__ = ["save_card", "load_card", "CARD_FORMAT", "RESPONSES_FILE"]
 
 
 def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Path,
@@ -41,28 +43,10 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
         "fitted": meta["fitted"],
         "arrays_file": ARRAYS_FILE,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; a card is meant to be shared
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it: there is no getter)."""
-    import os
-
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def load_card(card_dir: str | Path) -> tuple[Estimator, dict[str, Any]]:

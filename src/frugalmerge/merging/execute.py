@@ -11,12 +11,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from frugalmerge._atomic import atomic_dir
 from frugalmerge.merging.checkpoint import (
     LM_HEAD,
     TOKENIZER_FILES,
@@ -136,26 +135,6 @@ class VocabAligner:
 
 
 # ----------------------------------------------------------------------------- streaming
-@contextmanager
-def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
-    """A temporary sibling directory renamed to ``out_dir`` on success, removed on failure."""
-    out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "previous")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 class ShardWriter:
     """Collects tensors and writes safetensors shards of at most ``max_bytes`` (plus index)."""
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from frugalmerge.zoo.data import Source, benchmark_items, split_problems, write_jsonl
+from frugalmerge._atomic import atomic_dir
 from frugalmerge.zoo.errors import ZooError
 from frugalmerge.zoo.languages import LANGUAGES, vocabulary
 from frugalmerge.zoo.manifest import MANIFEST_NAME, SPLITS, load_zoo
@@ -250,9 +249,7 @@ def build_zoo(size: str, out: str | Path, *, jobs: int = 1, overwrite: bool = Fa
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
         raise ZooError(f"{out} already exists (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         start = time.perf_counter()
         seconds: dict[str, float] = {}
         benchmarks = _write_benchmarks(spec, tmp)
@@ -296,13 +293,6 @@ def build_zoo(size: str, out: str | Path, *, jobs: int = 1, overwrite: bool = Fa
                       "descriptions": {r.name: r.description for r in (spec.base, *spec.experts)}},
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        tmp.chmod(0o755)  # mkdtemp creates 0700; the zoo is meant to be shared
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     total = time.perf_counter() - start
     log(f"zoo ({size}) built in {total:.0f} s at {out}: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from frugalmerge._atomic import atomic_dir
+from frugalmerge.estimators.card import RESPONSES_FILE
 from frugalmerge.zoo.errors import ZooError
 
 #: Defaults of the shipped cards (estimators/zoo): see estimators/README.md for the measurements.
@@ -37,7 +38,6 @@ DEFAULT_K = 10
 DEFAULT_RANDOM_MERGES = 60
 #: A seed stream of its own: the card's random merges differ from any run's calibration merges.
 CARD_SEED_SALT = 31337
-RESPONSES_FILE = "responses.npz"
 INDEX_FILE = "cards.json"
 ENDPOINT_ESTIMATORS = frozenset({"mpirt", "gmpirt"})
 
@@ -191,11 +191,9 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
     datasets = collect_card_data(zoo, random_merges=random_merges, seed=seed, showcases=showcases,
                                  progress=progress)
     eval_seconds = time.perf_counter() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     index: dict[str, Any] = {"zoo": zoo.root.name, "zoo_size": zoo.size, "estimator": estimator, "k": k,
                              "random_merges": random_merges, "seed": seed, "split": "search", "cards": {}}
-    try:
+    with atomic_dir(out) as tmp:
         for data in datasets:
             # Staged under the same file name as in the card, so the matrix keeps one name.
             raw = tmp / ".stage" / data.benchmark / RESPONSES_FILE
@@ -212,14 +210,6 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
         index["seconds"] = round(time.perf_counter() - t0, 1)
         index["evaluation_seconds"] = round(eval_seconds, 1)
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-        for path in [tmp, *tmp.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)  # temporary files are private; cards are shipped
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return index
 
 
