@@ -399,10 +399,7 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
     coefs = [w * s for w, s in zip(weights, scales)]
     if not consensus and all(win is None for win in windows):
         # Plain task arithmetic: a linear combination, one fused pass.
-        divisor = sum(weights)
-        if abs(divisor) < 1e-8:
-            divisor = 1.0
-        scale = (1.0 / divisor if sh["normalize"] else 1.0) * sh["lambda"]
+        scale = (1.0 / _weight_sum(weights) if sh["normalize"] else 1.0) * sh["lambda"]
         _combine(args, [(op, c * scale) for op, c in zip(tvs, coefs)], base=args.base, delta_only=True)
         return
     base = args.base
@@ -412,6 +409,12 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
     _gta_chunked(args, tvs, windows, coefs, weights, consensus)
 
 
+def _weight_sum(weights: list[float]) -> float:
+    """The normalizing divisor without consensus: the summed weights, 1 when they sum to ~0."""
+    total = sum(weights)
+    return 1.0 if abs(total) < 1e-8 else total
+
+
 def _gta_fused(args, tvs, windows, coefs, weights, consensus) -> None:
     """The masked / consensus path as one fused pass (see :func:`kernels._compiled` ``gta``)."""
     sh = args.shared
@@ -419,9 +422,7 @@ def _gta_fused(args, tvs, windows, coefs, weights, consensus) -> None:
     stack, rows = _rows([op.delta for op in tvs], [op.stack for op in tvs], [op.row for op in tvs], n)
     lo = np.asarray([0.0 if w is None else w[0] for w in windows], dtype=np.float32)
     hi = np.asarray([math.inf if w is None else w[1] for w in windows], dtype=np.float32)
-    static_div = sum(weights)
-    if abs(static_div) < 1e-8:
-        static_div = 1.0
+    static_div = _weight_sum(weights)
     kernels.kernel("gta")(
         args.out.numpy(), args.base.ref.numpy(), stack, rows,
         np.asarray(coefs, dtype=np.float32), np.asarray(weights, dtype=np.float32), lo, hi,
@@ -456,9 +457,7 @@ def _gta_chunked(args, tvs, windows, coefs, weights, consensus) -> None:
     dev = out.device
     coef_col = torch.tensor(coefs, dtype=_F32, device=dev).view(k, 1)
     wvec = torch.tensor(weights, dtype=_F32, device=dev)
-    static_div = sum(weights)
-    if abs(static_div) < 1e-8:
-        static_div = 1.0
+    static_div = _weight_sum(weights)
     lam = sh["lambda"]
     normalize = sh["normalize"]
     # hardshrink keeps |x| > lambd: the float32 just below the threshold keeps |x| >= threshold

@@ -51,10 +51,6 @@ class TestScore:
     n: int
 
 
-#: Training responses a card may ship beside card.json (written by ``frugalmerge zoo cards``).
-CARD_RESPONSES = "responses.npz"
-
-
 def binomial_se(p: float, n: int) -> float:
     """Standard error of a mean of ``n`` scores in [0, 1] with mean ``p``."""
     return math.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1))
@@ -268,6 +264,7 @@ class BenchmarkObjective(Objective):
 
     def _load_card(self, all_ids: list[str]) -> None:
         from frugalmerge.estimators import load_card, load_responses
+        from frugalmerge.estimators.card import RESPONSES_FILE
 
         est, card = load_card(self.spec.card)
         known = set(all_ids)
@@ -281,7 +278,7 @@ class BenchmarkObjective(Objective):
         self._card_estimator = (str(card["estimator"]), dict(card.get("params") or {}))
         # A card that ships its training responses (``frugalmerge zoo cards``) doubles as free
         # calibration data: promotions refit the card's estimator at a larger k on it.
-        data_path = Path(self.spec.card) / CARD_RESPONSES
+        data_path = Path(self.spec.card) / RESPONSES_FILE
         if data_path.is_file():
             data = load_responses(data_path)
             if data.sha256() != card["training_data"]["sha256"]:
