@@ -315,12 +315,12 @@ def test_storage_dtype_bfloat16_close_to_float32(engine, tiny_models):
     assert all(torch.allclose(got[k], exp[k], atol=2e-3) for k in exp)
 
 
-def test_engine_rejects_unknown_models_and_layer_changes(engine, tiny_models, tmp_path):
+def test_engine_rejects_unknown_models_and_out_of_range_layers(engine, tiny_models, tmp_path):
     m = tiny_models
     bad = MergeRecipe.model_validate({"merge_method": "linear", "models": [{"model": str(tmp_path), "parameters": {"weight": 1}}]})
     with pytest.raises(RecipeError, match="not loaded"):
         engine.materialize(bad)
     sliced = MergeRecipe.model_validate({"merge_method": "passthrough", "slices": [
-        {"sources": [{"model": str(m["model_a"]), "layer_range": [0, 2]}]}]})
-    with pytest.raises(RecipeError, match="layers"):
+        {"sources": [{"model": str(m["model_a"]), "layer_range": [2, 6]}]}]})
+    with pytest.raises(RecipeError, match="out of range"):
         engine.materialize(sliced)

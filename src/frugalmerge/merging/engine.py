@@ -167,6 +167,8 @@ class MergeEngine:
         self._abs_sum: dict[tuple[str, int], float] = {}
         self._fill_cache()
         self._plans: OrderedDict[str, MergePlan] = OrderedDict()
+        self._extra: OrderedDict[int, tuple[Any, dict[str, Any]]] = OrderedDict()
+        self.max_extra_modules = 2
         self._scratch: dict = {}
         self._tokenizer = None
         if verbose:
@@ -314,16 +316,12 @@ class MergeEngine:
             raise RecipeError(f"the engine aligns vocabularies to {self.ref_key}; tokenizer_source "
                               f"{recipe.tokenizer_source!r} needs the CLI merge")
         plan = build_plan(recipe, self.ckpts)
-        if plan.num_layers != self.ckpts[self.ref_key].num_layers:
-            raise RecipeError(
-                f"recipe produces {plan.num_layers} layers but the live module has "
-                f"{self.ckpts[self.ref_key].num_layers}: export it with `frugalmerge merge` instead"
-            )
+        module, params = self._live(plan.num_layers)
         for job in plan.jobs:
-            if job.out_name == LM_HEAD and self.module.config.tie_word_embeddings:
+            if job.out_name == LM_HEAD and module.config.tie_word_embeddings:
                 raise RecipeError("the live module ties lm_head to the embeddings but an input stores "
                                   "its own lm_head.weight: export it with `frugalmerge merge` instead")
-            if job.out_name not in self._params:
+            if job.out_name not in params:
                 raise RecipeError(f"output tensor {job.out_name} has no parameter in the live module")
         self._plans[key] = plan
         if len(self._plans) > 16:
@@ -337,11 +335,12 @@ class MergeEngine:
         from frugalmerge.merging.execute import merge_job
 
         plan = self.plan_for(recipe)
+        module, params = self._live(plan.num_layers)
         seed = seed if seed is not None else (recipe.random_seed or 0)
         use_hist = self.threshold_cache and plan.method.sparsifier in ("magnitude", "magnitude_outliers")
         with torch.no_grad():
             for job in plan.jobs:
-                param = self._params[job.out_name]
+                param = params[job.out_name]
                 ops = self._operands(job, use_hist, plan.method.sparsifier is not None)
                 out = param.data.view(-1)
                 direct = out.dtype == torch.float32 and out.is_contiguous()
@@ -349,7 +348,72 @@ class MergeEngine:
                 merge_job(plan, job, ops, target, seed=seed, scratch=self._scratch)
                 if not direct:
                     out.copy_(target)
-        return self.module
+        return module
+
+    def parameters_for(self, recipe: MergeRecipe) -> dict[str, Any]:
+        """Output tensor name -> parameter of the live module that ``recipe`` materializes into."""
+        return self._live(self.plan_for(recipe).num_layers)[1]
+
+    def _live(self, num_layers: int):
+        """The live module (and its parameter views) with ``num_layers`` decoder layers.
+
+        The reference layer count uses the module built at start-up. A recipe that stacks or drops
+        layers (passthrough slices) gets a second live module of its depth, built once and then
+        reused in place like the first; only the ``max_extra_modules`` most recent depths are kept,
+        since each costs a model's worth of memory.
+        """
+        if num_layers == self.ckpts[self.ref_key].num_layers:
+            return self.module, self._params
+        live = self._extra.get(num_layers)
+        if live is None:
+            live = self._build_extra(num_layers)
+            self._extra[num_layers] = live
+            while len(self._extra) > self.max_extra_modules:
+                self._extra.popitem(last=False)
+        self._extra.move_to_end(num_layers)
+        return live
+
+    def _build_extra(self, num_layers: int):
+        import copy
+
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if num_layers < 1:
+            raise RecipeError(f"recipe produces {num_layers} layers: a model needs at least one")
+        config = copy.deepcopy(self.module.config)
+        ref_layers = self.ckpts[self.ref_key].num_layers
+        layer_types = getattr(config, "layer_types", None)
+        if layer_types is not None:
+            if len(set(layer_types)) > 1:
+                raise RecipeError(
+                    f"the reference config mixes layer types {sorted(set(layer_types))}: the engine cannot "
+                    f"tell which a stacked layer gets; export the {num_layers}-layer recipe with "
+                    f"`frugalmerge merge` instead"
+                )
+            config.layer_types = [layer_types[0]] * num_layers
+        config.num_hidden_layers = num_layers
+        needed = self.plan.module_bytes * num_layers // max(ref_layers, 1)  # upper bound: layers dominate
+        budget = self.plan.device_budget
+        if budget is not None:
+            used = self.plan.bytes_on("device") + self.plan.module_bytes + sum(
+                sum(p.numel() * p.element_size() for p in m.parameters()) for m, _ in self._extra.values())
+            if used + needed > budget:
+                raise PlacementError(
+                    f"a {num_layers}-layer live module needs about {needed / 2**30:.2f} GiB more on "
+                    f"{self.device}, over the device budget of {budget / 2**30:.2f} GiB"
+                )
+        with torch.device(self.device):
+            module = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        named = dict(module.named_parameters())
+        named.update(dict(module.named_buffers()))
+        params = dict(named)
+        if LM_HEAD not in params and module.get_output_embeddings() is not None:
+            params[LM_HEAD] = module.get_output_embeddings().weight
+        return module, params
 
     def _out_buffer(self, n: int):
         import torch

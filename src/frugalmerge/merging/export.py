@@ -36,7 +36,7 @@ def export_merge(
     out_dtype = torch_dtype(dtype_name)
     from frugalmerge.merging.execute import ShardWriter
 
-    state = {name: p for name, p in engine._params.items()}
+    state = engine.parameters_for(recipe)
     with atomic_dir(out_dir) as tmp:
         writer = ShardWriter(tmp)
         for job in plan.jobs:
