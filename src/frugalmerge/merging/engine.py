@@ -153,6 +153,7 @@ class MergeEngine:
         self.ckpts = {k: Checkpoint(k) for k in keys}
         check_compatible(self.ckpts, allow_vocab_mismatch=True)
         self._aligner = None
+        self._present: dict[tuple[str, str], Any] = {}  # (vocab tensor, model) -> rows it has
         if self._vocab_differs():
             from frugalmerge.merging.execute import VocabAligner
 
@@ -268,7 +269,9 @@ class MergeEngine:
 
         t = read_tensor(self.ckpts[key], name)
         if self._aligner is not None and name in VOCAB_TENSORS:
-            t = self._aligner.align({key: t})[key]
+            # Rows of tokens this model lacks stay zero here: what fills them depends on which
+            # models a recipe merges, so _fill_missing_rows does it per job (as the CLI merge).
+            t, self._present[(name, key)] = self._aligner.gather(key, t)
         return t.to(torch.float32)
 
     def _fill_cache(self) -> None:
@@ -312,9 +315,7 @@ class MergeEngine:
         for m in recipe.referenced_models():
             if m not in self.ckpts:
                 raise RecipeError(f"model {m} is not loaded in this engine (loaded: {', '.join(self.keys)})")
-        if recipe.tokenizer_source not in (None, "base", self.ref_key):
-            raise RecipeError(f"the engine aligns vocabularies to {self.ref_key}; tokenizer_source "
-                              f"{recipe.tokenizer_source!r} needs the CLI merge")
+        self._check_tokenizer_source(recipe)
         plan = build_plan(recipe, self.ckpts)
         module, params = self._live(plan.num_layers)
         for job in plan.jobs:
@@ -327,6 +328,29 @@ class MergeEngine:
         if len(self._plans) > 16:
             self._plans.popitem(last=False)
         return plan
+
+    def _check_tokenizer_source(self, recipe: MergeRecipe) -> None:
+        """The live module has the reference model's vocabulary: refuse recipes that want another."""
+        src = recipe.tokenizer_source
+        if self._aligner is None:  # one vocabulary for every loaded model
+            if src is None or src in ("base", "union") or src in self.ckpts:
+                return
+            raise RecipeError(f"tokenizer_source {src!r} is not a model loaded in this engine")
+        vocabs = self._aligner.vocabs
+        if src is None:
+            used = recipe.referenced_models()
+            if any(vocabs[m] != vocabs[used[0]] for m in used):
+                raise RecipeError("the recipe's models have different vocabularies: set tokenizer_source "
+                                  f"(the engine supports base or {self.ref_key})")
+            return
+        if src == "union":
+            raise RecipeError("tokenizer_source: union needs the CLI merge (`frugalmerge merge`): the "
+                              f"engine's live module has the vocabulary of {self.ref_key}")
+        # mergekit 0.1.5: "base" without a base_model means the first referenced model
+        target = (recipe.base_model or recipe.referenced_models()[0]) if src == "base" else src
+        if target not in vocabs or vocabs[target] != self._aligner.target:
+            raise RecipeError(f"the engine aligns vocabularies to {self.ref_key}; tokenizer_source "
+                              f"{src!r} (the vocabulary of {target}) needs the CLI merge")
 
     def materialize(self, recipe: MergeRecipe, seed: Optional[int] = None):
         """Write the merge of ``recipe`` into the live module's parameters (in place) and return it."""
@@ -341,7 +365,7 @@ class MergeEngine:
         with torch.no_grad():
             for job in plan.jobs:
                 param = params[job.out_name]
-                ops = self._operands(job, use_hist, plan.method.sparsifier is not None)
+                ops = self._operands(job, use_hist, plan.method.sparsifier is not None, recipe.base_model)
                 out = param.data.view(-1)
                 direct = out.dtype == torch.float32 and out.is_contiguous()
                 target = out if direct else self._out_buffer(out.numel())
@@ -424,7 +448,8 @@ class MergeEngine:
             self._scratch["engine_out"] = buf
         return buf[:n]
 
-    def _operands(self, job, use_hist: bool, plan_method_rescales: bool = True):
+    def _operands(self, job, use_hist: bool, plan_method_rescales: bool = True,
+                  recipe_base: Optional[str] = None):
         """Operands ``(R, D_m)`` for a job from the cache tiers (host/mmap tiers streamed now).
 
         Operands of the same tensor name share one reference object, which lets the methods use
@@ -464,7 +489,43 @@ class MergeEngine:
                 op.abs_sum = float(d.abs().sum(dtype=torch.float64))
                 self._abs_sum[(name, idx)] = op.abs_sum
             ops.append(op)
+        if self._aligner is not None and job.out_name in VOCAB_TENSORS:
+            ops = self._fill_missing_rows(job, ops, recipe_base)
         return ops
+
+    def _fill_missing_rows(self, job, ops: list[Operand], recipe_base: Optional[str]) -> list[Operand]:
+        """Give the job's models the rows of tokens they lack by mergekit's rule over the job's
+        models (:meth:`VocabAligner.fill`), as the CLI merge does; copies, the cache is untouched."""
+        import torch
+
+        keys = list(dict.fromkeys([m for m, _ in job.sources] + [self.ref_key]))
+        name = job.sources[0][1]
+        present = {k: self._present[(name, k)] for k in keys}
+        if all(bool(p.all()) for p in present.values()):
+            return ops
+        r = ops[0].ref
+        rows = r.numel() // present[self.ref_key].numel()
+        full = {}
+        for (model, _), op in zip(job.sources, ops):
+            full[model] = (op.ref if op.delta is None else op.ref + op.delta).reshape(-1, rows)
+        full.setdefault(self.ref_key, r.reshape(-1, rows))
+        aligner = self._aligner
+        base, aligner.base = aligner.base, recipe_base
+        try:
+            filled = aligner.fill(full, present)
+        finally:
+            aligner.base = base
+        out = []
+        for (model, _), op in zip(job.sources, ops):
+            lacks = ~present[model]
+            if model == self.ref_key or not bool(lacks.any()):
+                out.append(op)
+                continue
+            d = op.delta.reshape(-1, rows).clone()  # rows the model has keep their cached deltas
+            d[lacks] = filled[model][lacks] - r.reshape(-1, rows)[lacks]
+            d = d.reshape(-1)
+            out.append(Operand(r, d, abs_sum=float(d.abs().sum(dtype=torch.float64))))
+        return out
 
     def _abs_hist(self, name: str, idx: int):
         """The cached |D| histogram of one task vector (None where the fused kernels do not apply)."""

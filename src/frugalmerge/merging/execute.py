@@ -97,40 +97,55 @@ class VocabAligner:
         self.identity = {k: v == self.target for k, v in self.vocabs.items()}
 
     def align(self, tensors: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
+        """Each model's vocabulary-axis tensor on the target vocabulary, missing rows filled."""
         if all(self.identity[k] and t.shape[0] == len(self.target) for k, t in tensors.items()):
             return tensors
-        n = len(self.target)
-        present = {k: torch.full((n,), -1, dtype=torch.long) for k in tensors}
-        for k in tensors:
-            vocab = self.vocabs[k]
-            rows = tensors[k].shape[0]
-            for tok, tid in self.target.items():
-                src = vocab.get(tok, -1)
-                if 0 <= src < rows:
-                    present[k][tid] = src
-        out = {}
-        first = next(iter(tensors.values()))
-        default = torch.zeros((n, *first.shape[1:]), dtype=torch.float32)
-        stacked_has = torch.stack([present[k] >= 0 for k in tensors])  # models x tokens
-        count = stacked_has.sum(0)
-        for tid in range(n):
-            if bool(stacked_has[:, tid].all()):
-                continue
-            keys = [k for j, k in enumerate(tensors) if stacked_has[j, tid]]
-            if len(keys) == 1:
-                default[tid] = tensors[keys[0]][present[keys[0]][tid]].float()
-            elif self.base in keys:
-                default[tid] = tensors[self.base][present[self.base][tid]].float()
-            elif keys:
-                default[tid] = sum(tensors[k][present[k][tid]].float() for k in keys) / count[tid]
+        gathered, present = {}, {}
         for k, t in tensors.items():
-            idx = present[k]
-            new = default.to(t.dtype).clone()
-            ok = idx >= 0
-            new[ok] = t[idx[ok]]
-            out[k] = new
+            gathered[k], present[k] = self.gather(k, t)
+        return self.fill(gathered, present)
+
+    def gather(self, key: str, tensor: Any) -> tuple[Any, Any]:
+        """``tensor``'s rows moved to their target ids (zeros where ``key`` lacks the token), and
+        the boolean mask of the target ids it has."""
+        import torch
+
+        n = len(self.target)
+        idx = torch.full((n,), -1, dtype=torch.long)
+        vocab = self.vocabs[key]
+        rows = tensor.shape[0]
+        for tok, tid in self.target.items():
+            src = vocab.get(tok, -1)
+            if 0 <= src < rows:
+                idx[tid] = src
+        ok = idx >= 0
+        out = torch.zeros((n, *tensor.shape[1:]), dtype=tensor.dtype)
+        out[ok] = tensor[idx[ok]]
+        return out, ok
+
+    def fill(self, gathered: dict[str, Any], present: dict[str, Any]) -> dict[str, Any]:
+        """Fill each model's missing rows by mergekit's rule, over the models given here."""
+        import torch
+
+        keys = list(gathered)
+        has = torch.stack([present[k] for k in keys])  # models x tokens
+        missing = torch.nonzero(~has.all(0)).flatten().tolist()
+        if not missing:
+            return gathered
+        out = {k: gathered[k].clone() for k in keys}
+        for tid in missing:
+            holders = [k for j, k in enumerate(keys) if has[j, tid]]
+            if len(holders) == 1:
+                row = gathered[holders[0]][tid].float()
+            elif self.base in holders:
+                row = gathered[self.base][tid].float()
+            elif holders:
+                row = sum(gathered[k][tid].float() for k in holders) / len(holders)
+            else:
+                row = torch.zeros_like(gathered[keys[0]][tid], dtype=torch.float32)
+            for j, k in enumerate(keys):
+                if not has[j, tid]:
+                    out[k][tid] = row.to(out[k].dtype)
         return out
 
 
