@@ -41,3 +41,14 @@ def second_weight(recipe: dict[str, Any], split: str = "search") -> float:
     """Objective 2: 1 - first weight + half the second (conflicts with objective 1)."""
     w = _weights(recipe)
     return 1.0 - w[0] + 0.5 * w[1]
+
+
+def depth_five(recipe: dict[str, Any], split: str = "search") -> float:
+    """Layer stacking: best at five stacked layers, with model_b's layers preferred (ties broken).
+
+    Baselines (sources, naive average) are whole 4-layer models."""
+    if "slices" not in recipe:
+        return -1.0
+    slices = recipe["slices"]
+    from_b = sum("model_b" in s["sources"][0]["model"] for s in slices)
+    return -abs(len(slices) - 5) + 0.01 * from_b

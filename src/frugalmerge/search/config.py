@@ -56,6 +56,8 @@ METHOD_GLOBAL_PARAMS: dict[str, frozenset[str]] = {
     "breadcrumbs_ties": frozenset({"normalize", "int8_mask", "lambda"}),
 }
 NEEDS_BASE = frozenset(METHOD_MODEL_PARAMS) - {"linear"}
+#: Layer stacking (``stacking:``): its genes pick and scale layers, the recipe is a passthrough.
+STACKING_METHOD = "passthrough"
 
 
 class _Frozen(BaseModel):
@@ -95,9 +97,12 @@ class MethodSpec(_Frozen):
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v:
             raise ValueError("method choices must not be empty")
+        known = (*METHOD_MODEL_PARAMS, STACKING_METHOD)
         for name in v:
-            if name not in METHOD_MODEL_PARAMS:
-                raise ValueError(f"unknown merge method {name!r} (known: {', '.join(METHOD_MODEL_PARAMS)})")
+            if name not in known:
+                raise ValueError(f"unknown merge method {name!r} (known: {', '.join(known)})")
+        if STACKING_METHOD in v and len(v) > 1:
+            raise ValueError(f"{STACKING_METHOD} (layer stacking) cannot be one of several method choices")
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate merge methods in {list(v)}")
         return v
@@ -105,6 +110,36 @@ class MethodSpec(_Frozen):
     @property
     def is_gene(self) -> bool:
         return len(self.choices) > 1
+
+
+class StackingSpec(_Frozen):
+    """Layer stacking, after the data-flow merging of Sakana's evolutionary model merge.
+
+    The models' layers are laid out in one sequence of slots (``models`` in order, each model's
+    layers in order; the whole sequence ``repeats`` times). One gene per slot says whether the
+    slot's layer is in the output stack (gene > 0.5); the output is those layers, in slot order,
+    as a mergekit passthrough of one-layer slices. With ``scale`` bounds, a second gene per slot
+    scales the tensors matching ``scale_filters`` (by default o_proj and down_proj: what the layer
+    adds to the residual stream), the role of Sakana's scaling of a layer's input. Embeddings come
+    from the first slice's model and the final norm/lm_head from the last slice's (mergekit).
+    At most ``max_layers`` layers are kept (the slots with the largest genes), and at least one.
+    """
+
+    models: tuple[str, ...] = ()
+    repeats: int = Field(default=1, ge=1, le=8)
+    scale: tuple[float, float] | None = None
+    scale_filters: tuple[str, ...] = ("o_proj", "down_proj")
+    max_layers: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> StackingSpec:
+        if self.scale is not None:
+            lo, hi = self.scale
+            if not 0 <= lo < hi:
+                raise ValueError(f"scale bounds must be increasing and non-negative, got [{lo}, {hi}]")
+            if not self.scale_filters:
+                raise ValueError("scale needs a non-empty `scale_filters` list")
+        return self
 
 
 class FixedSpec(_Frozen):
@@ -227,6 +262,7 @@ class SearchConfig(_Frozen):
     search: dict[str, GeneSpec] = {}
     global_search: dict[str, GeneSpec] = {}
     fixed: FixedSpec = FixedSpec()
+    stacking: StackingSpec | None = None
     dtype: str = "float32"
     precision: int = Field(default=3, ge=1, le=8)
     fitness: Literal["cheap", "full"] = "cheap"
@@ -365,9 +401,22 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
     if cfg.algorithm.name not in algorithms:
         raise ConfigError(f"config: algorithm.name: unknown algorithm {cfg.algorithm.name!r} "
                           f"(known: {', '.join(algorithms)})")
+    if cfg.method.choices == (STACKING_METHOD,) or cfg.stacking is not None:
+        _check_stacking(cfg)
+    else:
+        _check_merge_parameters(cfg)
+    if check_paths:
+        from frugalmerge.search.algorithms import check_algorithm
+        from frugalmerge.search.space import SearchSpace
+
+        check_algorithm(cfg.algorithm.name, len(cfg.objectives), SearchSpace(cfg).n_var)
+    _check_objectives(cfg, check_paths=check_paths)
+
+
+def _check_merge_parameters(cfg: SearchConfig) -> None:
     if not cfg.search and not cfg.global_search and not cfg.method.is_gene:
         raise ConfigError("config: empty search space: nothing is searched (give `search`, "
-                          "`global_search`, or several method choices)")
+                          "`global_search`, several method choices, or `stacking`)")
     used = set().union(*(METHOD_MODEL_PARAMS[m] for m in cfg.method.choices))
     for pname in cfg.search:
         if pname not in used:
@@ -383,11 +432,23 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
     if any(m in NEEDS_BASE for m in cfg.method.choices) and cfg.base_model is None:
         raise ConfigError(f"config: base_model is required by method(s) "
                           f"{sorted(m for m in cfg.method.choices if m in NEEDS_BASE)}")
-    if check_paths:
-        from frugalmerge.search.algorithms import check_algorithm
-        from frugalmerge.search.space import SearchSpace
 
-        check_algorithm(cfg.algorithm.name, len(cfg.objectives), SearchSpace(cfg).n_var)
+
+def _check_stacking(cfg: SearchConfig) -> None:
+    if cfg.method.choices != (STACKING_METHOD,):
+        raise ConfigError(f"config: stacking: needs `method: {STACKING_METHOD}` "
+                          f"(got {list(cfg.method.choices)})")
+    if cfg.stacking is None:
+        raise ConfigError(f"config: method {STACKING_METHOD} needs a `stacking:` section (which layers to stack)")
+    if cfg.search or cfg.global_search:
+        raise ConfigError("config: stacking: `search`/`global_search` parameters do not apply to layer "
+                          "stacking (its genes are the stacking slots)")
+    for name in cfg.stacking.models:
+        if name not in cfg.models:
+            raise ConfigError(f"config: stacking.models: unknown model {name!r} (models: {sorted(cfg.models)})")
+
+
+def _check_objectives(cfg: SearchConfig, *, check_paths: bool) -> None:
     for obj in cfg.objectives:
         if obj.benchmark is not None:
             if obj.benchmark not in cfg.benchmarks:

@@ -4,7 +4,8 @@ Every gene lives in [0, 1] so that every algorithm sees the same box; decoding s
 configured bounds and rounds to ``precision`` decimals (equal recipes then share one cache entry,
 and recipes stay readable). Layout, in order: the method gene (when the method is searched), then
 for each model each searched per-model parameter (1 value, ``groups`` layer values, or one value
-per filter plus a default), then the searched global parameters.
+per filter plus a default), then the searched global parameters. A layer-stacking space
+(``stacking:``) has instead one use gene per layer slot, then (with ``scale``) one scale gene each.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class SearchSpace:
 
     def __init__(self, config: SearchConfig, num_layers: int | None = None) -> None:
         self.config = config
+        self.stack_slots: tuple[tuple[str, int], ...] = ()
+        if config.stacking is not None:
+            self._init_stacking(config)
+            return
         needs_layers = any(s.per == "layers" and s.groups is None
                            for s in (*config.search.values(), *config.global_search.values()))
         if needs_layers and num_layers is None:
@@ -83,9 +88,24 @@ class SearchSpace:
         if self.n_var == 0:
             raise ConfigError("empty search space: no genes")
 
+    def _init_stacking(self, config: SearchConfig) -> None:
+        spec = config.stacking
+        names = spec.models or tuple(config.models)
+        layers = {m: model_num_layers(config.models[m]) for m in names}
+        self.num_layers = None
+        self.slots = ()
+        # Sakana's layout: every model's layers in order, the whole sequence `repeats` times
+        self.stack_slots = tuple((m, i) for _ in range(spec.repeats) for m in names for i in range(layers[m]))
+        self.n_var = len(self.stack_slots) * (2 if spec.scale is not None else 1)
+
     @property
     def gene_names(self) -> list[str]:
         """Human-readable name of every gene, in genotype order."""
+        if self.stack_slots:
+            names = [f"use[{t}:{m}.{i}]" for t, (m, i) in enumerate(self.stack_slots)]
+            if self.config.stacking.scale is not None:
+                names += [f"scale[{t}:{m}.{i}]" for t, (m, i) in enumerate(self.stack_slots)]
+            return names
         names = ["method"] if self.config.method.is_gene else []
         for s in self.slots:
             owner = f"{s.model}." if s.model else ""
@@ -119,6 +139,8 @@ class SearchSpace:
         if x.shape[0] != self.n_var:
             raise ValueError(f"genotype has {x.shape[0]} genes, the space has {self.n_var}")
         cfg = self.config
+        if self.stack_slots:
+            return self._decode_stack(x)
         method = self.method_of(x)
         used = METHOD_MODEL_PARAMS[method]
         gused = METHOD_GLOBAL_PARAMS[method]
@@ -141,6 +163,30 @@ class SearchSpace:
             recipe["parameters"] = globals_
         recipe["dtype"] = cfg.dtype
         return recipe
+
+    def _decode_stack(self, x: np.ndarray) -> dict[str, Any]:
+        """A passthrough recipe of one-layer slices: the used slots, in slot order."""
+        cfg, spec = self.config, self.config.stacking
+        n = len(self.stack_slots)
+        use = np.clip(x[:n], 0.0, 1.0)
+        chosen = [t for t in range(n) if use[t] > 0.5]
+        limit = spec.max_layers or n
+        if len(chosen) > limit:  # keep the most wanted slots, still in slot order
+            chosen = sorted(sorted(chosen, key=lambda t: (-use[t], t))[:limit])
+        if not chosen:  # a model needs a layer: the most wanted slot
+            chosen = [int(np.argmax(use))]
+        slices = []
+        for t in chosen:
+            model, layer = self.stack_slots[t]
+            source: dict[str, Any] = {"model": cfg.models[model], "layer_range": [layer, layer + 1]}
+            if spec.scale is not None:
+                lo, hi = spec.scale
+                g = float(np.clip(x[n + t], 0.0, 1.0))
+                value = round(lo + g * (hi - lo), cfg.precision)
+                source["parameters"] = {"scale": [{"filter": f, "value": value} for f in spec.scale_filters]
+                                        + [{"value": 1.0}]}
+            slices.append({"sources": [source]})
+        return {"merge_method": "passthrough", "slices": slices, "dtype": cfg.dtype}
 
     def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` uniformly random genotypes."""
