@@ -68,7 +68,7 @@ def test_depth_modules_are_reused_in_place_and_bounded(engine, tiny_models):
     assert shallow.config.num_hidden_layers == 2
     engine.materialize(_stack(m, (0, 2), (0, 3)))  # a third depth evicts the least recent one
     assert len(engine._extra) == engine.max_extra_modules
-    assert 6 not in engine._extra
+    assert all(layers != 6 for layers, _vocab in engine._extra)
     # the reference depth still uses the start-up module
     lin = MergeRecipe.model_validate({"merge_method": "linear", "models": [
         {"model": str(m["model_a"]), "parameters": {"weight": 1.0}}]})

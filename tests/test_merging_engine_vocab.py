@@ -56,7 +56,33 @@ def test_engine_refuses_other_vocabularies(tiny_models, tmp_path):
     engine = MergeEngine([str(a), str(m["model_b"])], verbose=False)
     with pytest.raises(RecipeError, match="different vocabularies"):
         engine.materialize(_recipe("linear", [a, m["model_b"]], tokenizer_source=None))
-    with pytest.raises(RecipeError, match="union"):
-        engine.materialize(_recipe("linear", [a, m["model_b"]], tokenizer_source="union"))
     with pytest.raises(RecipeError, match="aligns vocabularies"):  # "base" = first model = model_b here
         engine.materialize(_recipe("linear", [m["model_b"], a]))
+
+
+@pytest.mark.parametrize("method", ["linear", "ties"])
+def test_union_vocabulary_matches_the_cli_merge(tiny_models, tmp_path, method):
+    """tokenizer_source: union in the engine: a live module with the union's rows, the CLI's values,
+    and an export whose tokenizer knows every model's tokens."""
+    from transformers import AutoTokenizer
+
+    from frugalmerge.merging import export_merge
+
+    m = tiny_models
+    a = with_extra_words(m["model_a"], tmp_path / "a", {"zebra": 0.5})
+    b = with_extra_words(m["model_b"], tmp_path / "b", {"quokka": -0.25, "zebra": 0.25})
+    engine = MergeEngine([str(a), str(b)], base_model=str(m["base"]), verbose=False)
+    base = m["base"] if method == "ties" else None
+    recipe = _recipe(method, [a, b], base=base, tokenizer_source="union")
+    # linear has no base: the CLI takes deltas against model a, the engine against its base (a few ulp)
+    cli = _same_as_cli(engine, recipe, tmp_path / "cli", atol=3e-7)
+    n = len(AutoTokenizer.from_pretrained(str(m["base"])))
+    assert cli[EMB].shape[0] == n + 2
+    module = engine.materialize(recipe, seed=3)
+    assert module.get_input_embeddings().weight.shape[0] == n + 2
+    with torch.no_grad():  # the union module runs on the union's new ids
+        assert torch.isfinite(module(torch.tensor([[n, n + 1]])).logits).all()
+    exported = export_merge(recipe, tmp_path / "exp", engine=engine, seed=3)
+    tok = AutoTokenizer.from_pretrained(str(exported))
+    assert len(tok) == n + 2 and {"zebra", "quokka"} <= set(tok.get_vocab())
+    assert len(engine.tokenizer_for(recipe)) == n + 2 and len(engine.tokenizer) == n  # the reference (base) vocabulary

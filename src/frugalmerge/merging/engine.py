@@ -168,7 +168,8 @@ class MergeEngine:
         self._abs_sum: dict[tuple[str, int], float] = {}
         self._fill_cache()
         self._plans: OrderedDict[str, MergePlan] = OrderedDict()
-        self._extra: OrderedDict[int, tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._extra: OrderedDict[tuple[int, int], tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._unions: dict[tuple, Any] = {}
         self.max_extra_modules = 2
         self._scratch: dict = {}
         self._tokenizer = None
@@ -317,7 +318,7 @@ class MergeEngine:
                 raise RecipeError(f"model {m} is not loaded in this engine (loaded: {', '.join(self.keys)})")
         self._check_tokenizer_source(recipe)
         plan = build_plan(recipe, self.ckpts)
-        module, params = self._live(plan.num_layers)
+        module, params = self._live(plan.num_layers, self._vocab_size_for(recipe))
         for job in plan.jobs:
             if job.out_name == LM_HEAD and module.config.tie_word_embeddings:
                 raise RecipeError("the live module ties lm_head to the embeddings but an input stores "
@@ -344,8 +345,7 @@ class MergeEngine:
                                   f"(the engine supports base or {self.ref_key})")
             return
         if src == "union":
-            raise RecipeError("tokenizer_source: union needs the CLI merge (`frugalmerge merge`): the "
-                              f"engine's live module has the vocabulary of {self.ref_key}")
+            return
         # mergekit 0.1.5: "base" without a base_model means the first referenced model
         target = (recipe.base_model or recipe.referenced_models()[0]) if src == "base" else src
         if target not in vocabs or vocabs[target] != self._aligner.target:
@@ -359,13 +359,17 @@ class MergeEngine:
         from frugalmerge.merging.execute import merge_job
 
         plan = self.plan_for(recipe)
-        module, params = self._live(plan.num_layers)
+        module, params = self._live(plan.num_layers, self._vocab_size_for(recipe))
+        union = self._union_aligner(recipe)
         seed = seed if seed is not None else (recipe.random_seed or 0)
         use_hist = self.threshold_cache and plan.method.sparsifier in ("magnitude", "magnitude_outliers")
         with torch.no_grad():
             for job in plan.jobs:
                 param = params[job.out_name]
-                ops = self._operands(job, use_hist, plan.method.sparsifier is not None, recipe.base_model)
+                if union is not None and job.out_name in VOCAB_TENSORS:
+                    ops = self._union_operands(recipe, job, union)
+                else:
+                    ops = self._operands(job, use_hist, plan.method.sparsifier is not None, recipe.base_model)
                 out = param.data.view(-1)
                 direct = out.dtype == torch.float32 and out.is_contiguous()
                 target = out if direct else self._out_buffer(out.numel())
@@ -376,28 +380,63 @@ class MergeEngine:
 
     def parameters_for(self, recipe: MergeRecipe) -> dict[str, Any]:
         """Output tensor name -> parameter of the live module that ``recipe`` materializes into."""
-        return self._live(self.plan_for(recipe).num_layers)[1]
+        return self._live(self.plan_for(recipe).num_layers, self._vocab_size_for(recipe))[1]
 
-    def _live(self, num_layers: int):
-        """The live module (and its parameter views) with ``num_layers`` decoder layers.
+    def tokenizer_for(self, recipe: MergeRecipe):
+        """The tokenizer of ``recipe``'s merge: the union tokenizer for ``tokenizer_source: union``,
+        else the reference model's (:attr:`tokenizer`)."""
+        union = self._union_aligner(recipe)
+        return union.tokenizer if union is not None else self.tokenizer
 
-        The reference layer count uses the module built at start-up. A recipe that stacks or drops
-        layers (passthrough slices) gets a second live module of its depth, built once and then
-        reused in place like the first; only the ``max_extra_modules`` most recent depths are kept,
-        since each costs a model's worth of memory.
+    # ------------------------------------------------------------------ other shapes
+    def _union_aligner(self, recipe: MergeRecipe):
+        """The CLI merge's aligner onto the union vocabulary of the recipe's models (cached)."""
+        if recipe.tokenizer_source != "union":
+            return None
+        from frugalmerge.merging.execute import _aligner_for
+
+        key = (recipe.base_model, tuple(recipe.referenced_models()))
+        if key not in self._unions:
+            self._unions[key] = _aligner_for(recipe, dict(self.ckpts))
+        return self._unions[key]
+
+    def _vocab_size_for(self, recipe: MergeRecipe) -> Optional[int]:
+        """Rows of the recipe's embedding: None for the reference vocabulary."""
+        union = self._union_aligner(recipe)
+        return None if union is None else len(union.target)
+
+    def _union_operands(self, recipe: MergeRecipe, job, aligner) -> list[Operand]:
+        """A vocabulary tensor's operands on the union vocabulary, read from the memory-mapped
+        checkpoints as the CLI merge reads them (the cache holds reference-vocabulary rows only)."""
+        from frugalmerge.merging.execute import _load_operands, _to_device, reference_model
+
+        ops, _ = _load_operands(job, self.ckpts, reference_model(recipe), None, aligner)
+        return _to_device(ops, self.device)
+
+    def _live(self, num_layers: int, vocab_size: Optional[int] = None):
+        """The live module (and its parameter views) with ``num_layers`` decoder layers and
+        ``vocab_size`` embedding rows (None: the reference model's).
+
+        The reference shape uses the module built at start-up. A recipe that stacks or drops
+        layers (passthrough slices) or merges onto a union vocabulary gets a second live module of
+        its shape, built once and then reused in place like the first; only the
+        ``max_extra_modules`` most recent shapes are kept, since each costs a model's worth of memory.
         """
-        if num_layers == self.ckpts[self.ref_key].num_layers:
+        ref_vocab = self.module.get_input_embeddings().weight.shape[0]
+        vocab_size = vocab_size or ref_vocab
+        if num_layers == self.ckpts[self.ref_key].num_layers and vocab_size == ref_vocab:
             return self.module, self._params
-        live = self._extra.get(num_layers)
+        shape = (num_layers, vocab_size)
+        live = self._extra.get(shape)
         if live is None:
-            live = self._build_extra(num_layers)
-            self._extra[num_layers] = live
+            live = self._build_extra(num_layers, vocab_size)
+            self._extra[shape] = live
             while len(self._extra) > self.max_extra_modules:
                 self._extra.popitem(last=False)
-        self._extra.move_to_end(num_layers)
+        self._extra.move_to_end(shape)
         return live
 
-    def _build_extra(self, num_layers: int):
+    def _build_extra(self, num_layers: int, vocab_size: int):
         import copy
 
         import torch
@@ -417,14 +456,17 @@ class MergeEngine:
                 )
             config.layer_types = [layer_types[0]] * num_layers
         config.num_hidden_layers = num_layers
-        needed = self.plan.module_bytes * num_layers // max(ref_layers, 1)  # upper bound: layers dominate
+        ref_vocab = config.vocab_size
+        config.vocab_size = vocab_size
+        # upper bound: the larger of the layer and vocabulary ratios, applied to the whole module
+        needed = int(self.plan.module_bytes * max(num_layers / max(ref_layers, 1), vocab_size / ref_vocab))
         budget = self.plan.device_budget
         if budget is not None:
             used = self.plan.bytes_on("device") + self.plan.module_bytes + sum(
                 sum(p.numel() * p.element_size() for p in m.parameters()) for m, _ in self._extra.values())
             if used + needed > budget:
                 raise PlacementError(
-                    f"a {num_layers}-layer live module needs about {needed / 2**30:.2f} GiB more on "
+                    f"a {num_layers}-layer, {vocab_size}-token live module needs about {needed / 2**30:.2f} GiB more on "
                     f"{self.device}, over the device budget of {budget / 2**30:.2f} GiB"
                 )
         with torch.device(self.device):
@@ -515,16 +557,21 @@ class MergeEngine:
             filled = aligner.fill(full, present)
         finally:
             aligner.base = base
+        # A fresh stack of the job's deltas, in job order, as the CLI merge builds it (the methods
+        # then take the same code path, bit for bit); rows a model has keep their cached deltas.
+        others = [model for model, _ in job.sources if model != self.ref_key]
+        stack = torch.empty((len(others), r.numel()), dtype=r.dtype, device=r.device)
         out = []
         for (model, _), op in zip(job.sources, ops):
-            lacks = ~present[model]
-            if model == self.ref_key or not bool(lacks.any()):
+            if model == self.ref_key:
                 out.append(op)
                 continue
-            d = op.delta.reshape(-1, rows).clone()  # rows the model has keep their cached deltas
-            d[lacks] = filled[model][lacks] - r.reshape(-1, rows)[lacks]
-            d = d.reshape(-1)
-            out.append(Operand(r, d, abs_sum=float(d.abs().sum(dtype=torch.float64))))
+            row = others.index(model)
+            d = stack[row].view(-1, rows)
+            d.copy_(op.delta.view(-1, rows))
+            lacks = ~present[model]
+            d[lacks] = filled[model][lacks] - r.view(-1, rows)[lacks]
+            out.append(Operand(r, stack[row], stack=stack, row=row))
         return out
 
     def _abs_hist(self, name: str, idx: int):

@@ -42,7 +42,8 @@ def export_merge(
         for job in plan.jobs:
             writer.add(job.out_name, state[job.out_name].detach().to("cpu", out_dtype).clone())
         writer.close()
-        vocab = module.get_input_embeddings().weight.shape[0] if engine._aligner is not None else None
+        union = recipe.tokenizer_source == "union"
+        vocab = module.get_input_embeddings().weight.shape[0] if engine._aligner is not None or union else None
         ckpts = dict(engine.ckpts)
-        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab)
+        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab, engine.tokenizer_for(recipe) if union else None)
     return Path(out_dir)
