@@ -79,8 +79,8 @@ def test_rank_value_is_exact_order_statistic(n):
     ab = np.sort(np.abs(x.numpy()))
     hist = kernels.abs_histogram(x.numpy())
     assert (hist is None) == (n < kernels.SMALL)
-    if hist is not None:
-        assert int(hist.sum()) == n
+    if hist is not None:  # cumulative counts per high-16-bit bin
+        assert int(hist[-1]) == n and bool(np.all(np.diff(hist) >= 0))
     for r in (0, 1, n // 3, n // 2, n - 2, n - 1):
         assert kernels.rank_value(x.numpy(), r, hist) == ab[r]
     with pytest.raises(IndexError):
@@ -93,3 +93,89 @@ def test_ties_threshold_keeps_ties_together():
     d = torch.tensor([1.0, -1.0, 2.0, -2.0, 2.0, 3.0])
     op = Operand(base, d)
     assert M.magnitude_bounds(op, 0.5, 0.0, False) == (2.0, float("inf"))
+
+
+def _ties_inputs(k: int, n: int, seed: int):
+    g = np.random.default_rng(seed)
+    ref = g.standard_normal(n).astype(np.float32)
+    deltas = []
+    for i in range(k):
+        d = (g.standard_normal(n) * 0.01).astype(np.float32)
+        if i % 2 == 0:  # heavily repeated magnitudes: boundary bins with many equal values
+            d = (np.round(d * 400) / 400).astype(np.float32)
+        d[:50] = 0.0
+        deltas.append(d)
+    return ref, deltas
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_threshold_selected_in_pass_is_bit_identical(k):
+    """Thresholds selected inside the merging pass == exact thresholds given up front, bit for bit."""
+    n = kernels.SMALL + 2 * kernels.SELECT_CHUNK + 5  # a partial last chunk
+    ref, deltas = _ties_inputs(k, n, seed=10 + k)
+    rng = np.random.default_rng(k)
+    hists = [kernels.abs_histogram(d) for d in deltas]
+    for dens in ([0.35] * k, [0.0, 1.0, 0.7, 0.01][:k], [0.999999] * k, [1 / n] * k):
+        ranks = [M._magnitude_rank(n, x) for x in dens]
+        exact = [0.0 if r is None else (np.inf if r < 0 else kernels.rank_value(d, r, h))
+                 for d, r, h in zip(deltas, ranks, hists)]
+        select = [(h, r) if r is not None and r >= 0 else None for h, r in zip(hists, ranks)]
+        for consensus in (True, False):
+            for normalize in (True, False):
+                coefs = list(rng.uniform(-0.5, 1.0, k))
+                weights = list(rng.uniform(-0.5, 1.0, k))
+                args = ([float(c) for c in coefs], [float(w) for w in weights])
+                want = np.empty(n, np.float32)
+                kernels.gta(want, ref, deltas, *args, exact, [np.inf] * k, consensus, normalize, 0.7, 1.3)
+                got = np.full(n, np.nan, np.float32)
+                lo = [0.0 if sel is not None else e for sel, e in zip(select, exact)]
+                used = kernels.gta(got, ref, deltas, *args, lo, [np.inf] * k, consensus, normalize, 0.7, 1.3,
+                                   select=select)
+                assert [np.float32(u) for u in used] == [np.float32(e) for e in exact]
+                assert np.array_equal(got, want), (dens, consensus, normalize)
+
+
+def test_boundary_elements_at_chunk_edges():
+    """Elements in the boundary bin at the first/last position of a chunk and of the tensor."""
+    n = kernels.SMALL + 3
+    ref, deltas = _ties_inputs(3, n, seed=3)
+    rank = M._magnitude_rank(n, 0.5)
+    v = kernels.rank_value(deltas[0], rank, kernels.abs_histogram(deltas[0]))
+    edges = [0, kernels.SELECT_CHUNK - 1, kernels.SELECT_CHUNK, 2 * kernels.SELECT_CHUNK - 1, n - 1]
+    for j in edges:
+        deltas[0][j] = -v if j % 2 else v
+    hists = [kernels.abs_histogram(d) for d in deltas]
+    exact = [kernels.rank_value(d, rank, h) for d, h in zip(deltas, hists)]
+    key = np.float32(exact[0]).view(np.uint32) >> 16
+    assert all((np.abs(deltas[0][j]).view(np.uint32) >> 16) == key for j in edges)
+    want, got = np.empty(n, np.float32), np.empty(n, np.float32)
+    args = ([0.5, -0.3, 0.9], [0.5, 0.3, 0.9])
+    kernels.gta(want, ref, deltas, *args, exact, [np.inf] * 3, True, True, 1.0, 1.0)
+    kernels.gta(got, ref, deltas, *args, [0.0] * 3, [np.inf] * 3, True, True, 1.0, 1.0,
+                select=[(h, rank) for h in hists])
+    assert np.array_equal(got, want)
+    # and the kept/dropped decision at the edges follows the exact threshold
+    assert np.array_equal(got[edges] != ref[edges], np.ones(len(edges), bool))
+
+
+def test_ties_through_method_uses_cached_histogram(monkeypatch):
+    """The ties method with the engine's cached histograms == the torch reference path."""
+    k, n = 3, kernels.SMALL + 1234
+    base = torch.randn(n, generator=torch.Generator().manual_seed(0))
+    stack = torch.stack([torch.randn(n, generator=torch.Generator().manual_seed(i + 1)) * 0.01 for i in range(k)])
+    m = get_method("ties")
+    shared = {p.name: p.default for p in m.shared_params}
+    per = [{"weight": w, "density": d} for w, d in zip((0.6, -0.2, 0.4), (0.3, 0.5, 0.9))]
+    outs = []
+    for fused in (True, False):
+        ops = [Operand(base, stack[i], stack=stack, row=i) for i in range(k)]
+        if fused:
+            for i, op in enumerate(ops):
+                op.abs_hist = kernels.abs_histogram(stack[i].numpy())
+        out = torch.empty(n)
+        with monkeypatch.context() as mp:
+            if not fused:
+                mp.setattr(M, "_fusable", lambda *t: False)
+            m.fn(TensorArgs("t", out, Operand(base), ops, shared, per, 0, {}))
+        outs.append(out)
+    assert torch.allclose(outs[0], outs[1], rtol=1e-6, atol=1e-7)

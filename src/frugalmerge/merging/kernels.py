@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 HIST_BINS = 1 << 16  # high 16 bits of a non-negative float32: sign (0), exponent, 7 mantissa bits
-BLOCK = 1024  # elements per accumulator block (4 KiB per float32 accumulator: stays in L1)
+BLOCK = 1024  # elements per block of the combine kernel (the output block stays in L1)
+# Elements per chunk of the threshold-selecting TIES pass (its flags and inputs stay in L2).
+SELECT_CHUNK = 8192
 # Tensors smaller than this select thresholds with np.partition on a copy (a histogram would be
 # larger than the tensor).
 SMALL = 1 << 18
@@ -47,6 +49,7 @@ def available() -> bool:
 def _compiled() -> dict[str, Any]:
     """Define (and lazily compile) the numba kernels; no work at import time."""
     from numba import njit
+    from numba.cpython.unsafe.tuple import tuple_setitem
 
     jit = njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
     f32 = np.float32
@@ -81,114 +84,165 @@ def _compiled() -> dict[str, Any]:
                     o[t] = o[t] + d[t] * c
 
     @jit
-    def gta(out, ref, stack, rows, coefs, weights, lo, hi, consensus, normalize, static_div, lam):
-        """Generalized task arithmetic in one pass (see ``methods._gta``).
+    def gta(out, ref, ds, cs, ws, los, his, nexts, fl, consensus, normalize, static_div, lam, start, stop):
+        """Generalized task arithmetic on ``[start, stop)`` in one pass (see ``methods._gta``).
 
-        ``s_i = coefs[i] * d_i`` where ``lo[i] <= |d_i| <= hi[i]`` (else 0); without consensus the
-        mixed delta is ``sum s_i`` (divided by ``static_div`` when normalizing); with consensus the
-        majority sign is that of ``S = sum s_i`` summed in input order (``S >= 0``: positive, as
-        mergekit), the mixed delta is the sum, in input order, of the ``s_i`` with that sign,
-        divided by the summed weights of those inputs (1 when that is zero).
-        ``out = ref + lam * mixed``. Per block, each input is one branch-free elementwise loop
-        over L1-resident accumulators (the branches on flags are hoisted out of the loops).
+        ``ds`` is a tuple of the k task vectors (``cs``, ``ws``, ``los``: tuples of k float32), so
+        numba compiles one version per k with the loop over inputs unrolled and every accumulator
+        in a register. ``s_i = cs[i] * d_i`` where ``|d_i| >= los[i]`` (and ``<= his[i]``; ``his``
+        None: no upper bound, compiled out); without consensus the mixed delta is ``sum s_i``
+        (divided by ``static_div`` when normalizing); with consensus the majority sign is that of
+        ``S = sum s_i`` summed in input order (``S >= 0``: positive, as mergekit), the mixed delta
+        is the sum, in input order, of the ``s_i`` with that sign, divided by the summed weights
+        of those inputs (1 when that is zero). ``out = ref + lam * mixed``.
+        With ``nexts`` (a tuple), ``fl[t - start]`` is set to 1 where some input has
+        ``los[i] <= |d_i| < nexts[i]`` (an element in the boundary bin of a deferred threshold).
+        Selects are products with 0/1 floats (exact: x*1 == x, x*0 == +-0), which vectorize; the
+        loop index is unsigned so numba emits no negative-index wraparound (which blocks SIMD).
+        """
+        k = len(ds)
+        for tt in range(start, stop):
+            t = np.uintp(tt)
+            S = zero
+            P = zero
+            N = zero
+            WP = zero
+            WN = zero
+            und = np.uint8(0)
+            for i in range(k):
+                x = ds[i][t]
+                a = abs(x)
+                keep = a >= los[i]
+                if nexts is not None:
+                    und |= np.uint8(keep) & np.uint8(a < nexts[i])
+                if his is not None:
+                    keep = keep & (a <= his[i])
+                s = x * (cs[i] * f32(keep))
+                S = S + s
+                if consensus:
+                    p = f32(s > zero)
+                    q = f32(s < zero)
+                    P = P + s * p
+                    N = N + s * q
+                    if normalize:
+                        WP = WP + ws[i] * p
+                        WN = WN + ws[i] * q
+            if consensus:
+                u = f32(S >= zero)  # majority sign positive (S == 0 counts as +, as mergekit)
+                v = one - u
+                mixed = P * u + N * v
+                if normalize:
+                    div = WP * u + WN * v
+                    mixed = mixed / (div + f32(div == zero))  # no agreeing weight: divide by 1
+            elif normalize:
+                mixed = S / static_div
+            else:
+                mixed = S
+            out[t] = ref[t] + mixed * lam
+            if nexts is not None:
+                fl[np.uintp(tt - start)] = und
+
+    @jit
+    def gta_select(out, ref, ds, cs, ws, los, nexts, keys, inranks, consensus, normalize, static_div, lam,
+                   pos, vs, refv):
+        """``gta`` with exact magnitude thresholds found in the same pass over memory.
+
+        Input i with ``keys[i] >= 0`` has its threshold in the high-16-bit bin ``keys[i]`` of
+        ``|d_i|`` (known from the cached histogram), at rank ``inranks[i]`` within that bin;
+        ``los[i]`` and ``nexts[i]`` are the bin's edges. The pass keeps that whole bin
+        provisionally and copies every element where some input falls in its boundary bin
+        (position into ``pos``, all deltas into the rows ``vs``, the reference into ``refv``) while
+        the chunk is in cache. Then each threshold is selected from the buffer (which holds the
+        whole bin), and only the buffered positions are recomputed with the exact thresholds by
+        the same ``gta`` code: the result is bit for bit that of ``gta`` with the exact
+        thresholds, and memory is read once. Returns the exact thresholds.
         """
         n = out.shape[0]
-        k = rows.shape[0]
-        # one 2-D accumulator (rows S, P, N, WP, WN): same base pointer, so the compiler can prove
-        # the rows disjoint and vectorize without a runtime alias check per pair of arrays
-        acc = np.zeros((5, BLOCK), np.float32)
-        for j0 in range(0, n, BLOCK):
-            m = min(n, j0 + BLOCK) - j0
-            r = ref[j0:j0 + m]
-            o = out[j0:j0 + m]
-            if k == 0:
-                for t in range(m):
-                    o[t] = r[t]
-                continue
-            for i in range(k):
-                d = stack[rows[i]][j0:j0 + m]
-                c = coefs[i]
-                w = weights[i]
-                lo_i = lo[i]
-                hi_i = hi[i]
-                # Selects are written as products with 0/1 floats (exact: x*1 == x, x*0 == +-0),
-                # which the compiler vectorizes; a data-dependent branch per element does not.
-                if i == 0 and consensus:
-                    for t in range(m):
-                        x = d[t]
-                        a = abs(x)
-                        s = x * (c * f32((a >= lo_i) & (a <= hi_i)))
-                        p = f32(s > zero)
-                        q = f32(s < zero)
-                        acc[0, t] = s
-                        acc[1, t] = s * p
-                        acc[2, t] = s * q
-                        acc[3, t] = w * p
-                        acc[4, t] = w * q
-                elif consensus:
-                    for t in range(m):
-                        x = d[t]
-                        a = abs(x)
-                        s = x * (c * f32((a >= lo_i) & (a <= hi_i)))
-                        p = f32(s > zero)
-                        q = f32(s < zero)
-                        acc[0, t] = acc[0, t] + s
-                        acc[1, t] = acc[1, t] + s * p
-                        acc[2, t] = acc[2, t] + s * q
-                        acc[3, t] = acc[3, t] + w * p
-                        acc[4, t] = acc[4, t] + w * q
-                elif i == 0:
-                    for t in range(m):
-                        x = d[t]
-                        a = abs(x)
-                        acc[0, t] = x * (c * f32((a >= lo_i) & (a <= hi_i)))
-                else:
-                    for t in range(m):
-                        x = d[t]
-                        a = abs(x)
-                        acc[0, t] = acc[0, t] + x * (c * f32((a >= lo_i) & (a <= hi_i)))
-            if consensus:
-                for t in range(m):
-                    u = f32(acc[0, t] >= zero)  # majority sign positive (S == 0 counts as +, as mergekit)
-                    v = one - u
-                    mixed = acc[1, t] * u + acc[2, t] * v
-                    if normalize:
-                        div = acc[3, t] * u + acc[4, t] * v
-                        mixed = mixed / (div + f32(div == zero))  # no agreeing weight: divide by 1
-                    o[t] = r[t] + mixed * lam
-            elif normalize:
-                for t in range(m):
-                    o[t] = r[t] + (acc[0, t] / static_div) * lam
-            else:
-                for t in range(m):
-                    o[t] = r[t] + acc[0, t] * lam
+        k = len(ds)
+        fl = np.zeros(SELECT_CHUNK, np.uint8)
+        fw = fl.view(np.uint64)
+        cnt = 0
+        for j0 in range(0, n, SELECT_CHUNK):
+            j1 = min(n, j0 + SELECT_CHUNK)
+            gta(out, ref, ds, cs, ws, los, None, nexts, fl, consensus, normalize, static_div, lam, j0, j1)
+            if j1 - j0 < SELECT_CHUNK:
+                fl[j1 - j0:] = 0
+            for w in range(SELECT_CHUNK // 8):  # 8 flags per word: most words are 0
+                if fw[w] != 0:
+                    for t in range(w * 8, w * 8 + 8):
+                        if fl[t]:
+                            j = j0 + t
+                            pos[cnt] = j
+                            refv[cnt] = ref[j]
+                            for i in range(k):
+                                vs[i][cnt] = ds[i][j]
+                            cnt += 1
+        exact = los
+        for i in range(k):
+            if keys[i] >= 0:
+                exact = tuple_setitem(exact, i, bin_select(vs[i][:cnt], np.uint32(keys[i]), inranks[i]))
+        fixed = np.empty(cnt, np.float32)
+        gta(fixed, refv, vs, cs, ws, exact, None, None, fl, consensus, normalize, static_div, lam, 0, cnt)
+        for p in range(cnt):
+            out[pos[p]] = fixed[p]
+        return exact
+
+    @jit
+    def bin_select(v, key, rank):
+        """The ``rank``-th smallest ``|v|`` among the elements of ``v`` in high-16-bit bin ``key``."""
+        bits = v.view(np.uint32)
+        buf = np.empty(bits.shape[0], np.uint32)
+        c = 0
+        for p in range(bits.shape[0]):
+            a = bits[p] & np.uint32(0x7FFFFFFF)
+            if (a >> np.uint32(16)) == key:
+                buf[c] = a
+                c += 1
+        sel = np.partition(buf[:c], rank)
+        return sel[rank:rank + 1].view(np.float32)[0]
 
     @jit
     def abs_histogram(x):
-        """Counts of ``|x|`` per high-16-bit bin of its float32 bit pattern (monotone in value)."""
+        """Cumulative counts of ``|x|`` per high-16-bit bin of its float32 bit pattern.
+
+        ``h[b]`` = number of elements whose ``|x|`` bits are ``< (b + 1) << 16`` (monotone in value).
+        """
         bits = x.view(np.uint32)
         h = np.zeros(HIST_BINS, np.int64)
         for j in range(bits.shape[0]):
             h[(bits[j] & np.uint32(0x7FFFFFFF)) >> np.uint32(16)] += 1
+        for b in range(1, HIST_BINS):
+            h[b] += h[b - 1]
         return h
 
     @jit
-    def rank_value(x, hist, rank):
-        """The ``rank``-th smallest ``|x|`` (0-based), exactly, from the high-bit histogram.
+    def rank_value(x, cum, rank):
+        """The ``rank``-th smallest ``|x|`` (0-based), exactly, from the cumulative histogram.
 
-        Finds the bin that holds the rank from the counts, gathers that bin's elements (bit
-        patterns of non-negative floats sort like the values) and partially sorts only them.
+        Finds the bin that holds the rank by binary search, gathers that bin's elements (bit
+        patterns of non-negative floats sort like the values) and partially sorts only them. The
+        scan tests 64 elements at a time with a vectorized count and visits only blocks that hold
+        an element of the bin (a small fraction).
         """
-        b = 0
-        below = 0
-        while below + hist[b] <= rank:
-            below += hist[b]
-            b += 1
-        buf = np.empty(hist[b], np.uint32)
+        b = np.searchsorted(cum, rank, side="right")
+        below = cum[b - 1] if b > 0 else 0
+        buf = np.empty(cum[b] - below, np.uint32)
         bits = x.view(np.uint32)
         key = np.uint32(b)
         cnt = 0
-        for j in range(bits.shape[0]):
+        n = bits.shape[0]
+        m = n - n % 64
+        for j0 in range(0, m, 64):
+            hit = 0
+            for j in range(j0, j0 + 64):
+                hit += ((bits[j] & np.uint32(0x7FFFFFFF)) >> np.uint32(16)) == key
+            if hit:
+                for j in range(j0, j0 + 64):
+                    a = bits[j] & np.uint32(0x7FFFFFFF)
+                    if (a >> np.uint32(16)) == key:
+                        buf[cnt] = a
+                        cnt += 1
+        for j in range(m, n):
             a = bits[j] & np.uint32(0x7FFFFFFF)
             if (a >> np.uint32(16)) == key:
                 buf[cnt] = a
@@ -206,8 +260,8 @@ def _compiled() -> dict[str, Any]:
                 acc += a
         return acc
 
-    return {"combine": combine, "gta": gta, "abs_histogram": abs_histogram, "rank_value": rank_value,
-            "window_abs_sum": window_abs_sum}
+    return {"combine": combine, "gta": gta, "gta_select": gta_select, "abs_histogram": abs_histogram,
+            "rank_value": rank_value, "window_abs_sum": window_abs_sum}
 
 
 def kernel(name: str):
@@ -215,15 +269,34 @@ def kernel(name: str):
     return _compiled()[name]
 
 
-def abs_histogram(x: np.ndarray) -> np.ndarray:
-    """High-16-bit histogram of ``|x|`` (int64, 65536 bins) for :func:`rank_value`; None if small."""
+def abs_histogram(x: np.ndarray) -> np.ndarray | None:
+    """Cumulative high-16-bit histogram of ``|x|`` (int64, 65536 bins) for :func:`rank_value` and
+    :func:`gta`'s threshold selection; None for vectors shorter than ``SMALL``.
+
+    ``h[b]`` counts the elements whose ``|x|`` is below the upper edge of bin ``b``; it does not
+    depend on any density, so the engine computes it once per task vector.
+    """
     if x.shape[0] < SMALL:
         return None
     return kernel("abs_histogram")(x)
 
 
+def _bin_of(cum: np.ndarray, rank: int) -> tuple[int, int, int]:
+    """``(bin, rank within the bin, elements below the bin)`` of the ``rank``-th smallest value."""
+    b = int(np.searchsorted(cum, rank, side="right"))
+    below = int(cum[b - 1]) if b > 0 else 0
+    return b, rank - below, below
+
+
+def _bits_to_f32(bits: int) -> np.float32:
+    return np.array([bits], dtype=np.uint32).view(np.float32)[0]
+
+
 def rank_value(x: np.ndarray, rank: int, hist: np.ndarray | None = None) -> float:
-    """The ``rank``-th smallest ``|x|`` (0-based) of a float32 vector, exactly (no full sort)."""
+    """The ``rank``-th smallest ``|x|`` (0-based) of a float32 vector, exactly (no full sort).
+
+    ``hist``: the cumulative histogram of :func:`abs_histogram` (computed when not given).
+    """
     if not 0 <= rank < x.shape[0]:
         raise IndexError(f"rank {rank} out of range for {x.shape[0]} elements")
     if x.shape[0] < SMALL:
@@ -233,8 +306,64 @@ def rank_value(x: np.ndarray, rank: int, hist: np.ndarray | None = None) -> floa
     return float(kernel("rank_value")(x, hist, rank))
 
 
+def _same_type(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The arrays as one homogeneous tuple (numba compiles one kernel per input count): C-contiguous,
+    writeable (a read-only view would be another array type)."""
+    return tuple(a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C") for a in arrays)
+
+
+def _f32s(values) -> tuple:
+    return tuple(np.float32(v) for v in values)
+
+
+def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[float], weights: list[float],
+        lo: list[float], hi: list[float], consensus: bool, normalize: bool, static_div: float, lam: float,
+        select: list[tuple[np.ndarray, int] | None] | None = None) -> list[float]:
+    """Fused generalized task arithmetic over float32 vectors (see ``methods._gta``).
+
+    ``out = ref + lam * mix(s_i)`` with ``s_i = coefs[i] * d_i`` where ``lo[i] <= |d_i| <= hi[i]``.
+    ``select[i] = (cumulative histogram of |d_i|, rank)`` instead defers input i's lower bound to
+    the exact ``rank``-th smallest ``|d_i|``, found in the same pass over memory (``hi[i]`` must be
+    inf). Returns the lower bounds used (the selected thresholds for deferred inputs).
+    """
+    k = len(deltas)
+    if k == 0:
+        np.add(ref, np.float32(0), out=out)
+        return []
+    ds = _same_type(deltas)
+    cs, ws = _f32s(coefs), _f32s(weights)
+    los = list(lo)
+    plain = np.float32(static_div), np.float32(lam)
+    keys, inranks, nexts = [-1] * k, [0] * k, [np.float32(0)] * k  # 0: never in a boundary bin
+    cap = 0
+    for i, sel in enumerate(select or [None] * k):
+        if sel is None:
+            continue
+        cum, rank = sel
+        b, r, _below = _bin_of(cum, rank)
+        if b >= 0x7F80:  # the boundary bin holds inf/nan bit patterns: select directly
+            los[i] = rank_value(deltas[i], rank, cum)
+            continue
+        keys[i], inranks[i] = b, r
+        los[i], nexts[i] = _bits_to_f32(b << 16), _bits_to_f32((b + 1) << 16)
+        cap += int(cum[b]) - _below
+    los_t = _f32s(los)
+    if cap == 0:
+        his = None if all(h == np.inf for h in hi) else _f32s(hi)
+        kernel("gta")(out, ref, ds, cs, ws, los_t, his, None, np.empty(0, np.uint8), bool(consensus),
+                      bool(normalize), *plain, 0, out.shape[0])
+        return [float(x) for x in los_t]
+    if any(h != np.inf for h in hi):
+        raise ValueError("threshold selection in the pass supports lower bounds only")
+    vals = np.empty((k, cap), np.float32)
+    exact = kernel("gta_select")(out, ref, ds, cs, ws, los_t, tuple(nexts), tuple(keys), tuple(inranks),
+                                 bool(consensus), bool(normalize), *plain, np.empty(cap, np.int64),
+                                 tuple(vals[i] for i in range(k)), np.empty(cap, np.float32))
+    return [float(x) for x in exact]
+
+
 def warm_up() -> float:
-    """Compile (or load from cache) every kernel on tiny inputs; returns the seconds it took."""
+    """Compile (or load from cache) the kernels on tiny inputs (2 task vectors); returns seconds."""
     import time
 
     t = time.perf_counter()
@@ -244,8 +373,12 @@ def warm_up() -> float:
     c = np.ones(2, np.float32)
     out = np.empty_like(x)
     kernel("combine")(out, x, np.float32(1), stack, rows, c)
-    kernel("gta")(out, x, stack, rows, c, c, np.zeros(2, np.float32), np.full(2, np.inf, np.float32),
-                  True, True, np.float32(1), np.float32(1))
+    deltas = [stack[0], stack[1]]
+    cum = abs_histogram(x)
+    for consensus in (True, False):
+        gta(out, x, deltas, [1, 1], [1, 1], [0, 0], [np.inf, 0.5], consensus, True, 1.0, 1.0)
+        gta(out, x, deltas, [1, 1], [1, 1], [0, 0], [np.inf, np.inf], consensus, True, 1.0, 1.0,
+            select=[(cum, 7), None])
     rank_value(x, 7)
     kernel("window_abs_sum")(x, np.float32(0), np.float32(np.inf))
     return time.perf_counter() - t

@@ -142,8 +142,9 @@ def get_method(name: str) -> MergeMethod:
 class Operand:
     """One input tensor as ``ref + delta`` (flat, same length); ``delta`` None means exactly ``ref``.
 
-    ``abs_hist`` is an optional cache of the high-16-bit histogram of ``|delta|``
-    (:func:`kernels.abs_histogram`; it makes a magnitude threshold one scan of a single bin);
+    ``abs_hist`` is an optional cache of the cumulative high-16-bit histogram of ``|delta|``
+    (:func:`kernels.abs_histogram`; with it TIES selects its exact thresholds inside the merging
+    pass, and other magnitude thresholds cost one scan of a single bin);
     ``abs_sum`` caches ``sum(|delta|)``.
     """
 
@@ -332,6 +333,16 @@ def _threshold_ranks(op: Operand, ranks: list[int]) -> list[float]:
     return [float(torch.kthvalue(ab, r + 1).values) for r in ranks]
 
 
+def _magnitude_rank(n: int, density: float) -> Optional[int]:
+    """Rank (0-based, ascending |delta|) of magnitude pruning's threshold: the ``k = max(1,
+    int(density * n))`` largest values are kept. None keeps everything, -1 keeps nothing."""
+    if density >= 1:
+        return None
+    if density <= 0 or n == 0:
+        return -1
+    return n - max(1, int(density * n))
+
+
 def magnitude_bounds(op: Operand, density: float, gamma: float, outliers: bool) -> tuple[float, float] | None:
     """Magnitude window ``[lo, hi]`` of |delta| kept by magnitude / magnitude-outlier pruning.
 
@@ -343,10 +354,10 @@ def magnitude_bounds(op: Operand, density: float, gamma: float, outliers: bool) 
     if density >= 1:
         return None
     if not outliers:
-        if density <= 0 or n == 0:
+        rank = _magnitude_rank(n, density)
+        if rank < 0:
             return (math.inf, -math.inf)
-        k = max(1, int(density * n))
-        return (_threshold_ranks(op, [n - k])[0], math.inf)
+        return (_threshold_ranks(op, [rank])[0], math.inf)
     target = int(density * n)
     if target <= 0:
         return (math.inf, -math.inf)
@@ -382,8 +393,20 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
     n = args.out.numel()
     windows: list[Optional[tuple[float, float]]] = [None] * k
     scales = [1.0] * k
+    base = args.base
+    fused = base.delta is None and _fusable(args.out, base.ref, *(op.delta for op in tvs))
+    # Fused TIES: thresholds are selected inside the merging pass (one read of memory) from the
+    # |delta| histogram; L1 rescaling needs them before the pass, so it keeps the separate search.
+    select: list[Optional[tuple[np.ndarray, int]]] = [None] * k
+    defer = fused and sparsifier == "magnitude" and not sh["rescale"] and n >= kernels.SMALL
     for i, (op, p) in enumerate(zip(tvs, args.per_input)):
         density = p.get("density", 1.0)
+        if defer and density < 1:
+            rank = _magnitude_rank(n, density)
+            if rank >= 0:
+                hist = op.abs_hist if op.abs_hist is not None else kernels.abs_histogram(op.delta.numpy())
+                select[i] = (hist, rank)
+                continue
         if sparsifier in ("magnitude", "magnitude_outliers"):
             windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
         elif sparsifier == "random" and density < 1:
@@ -397,14 +420,13 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if sh["rescale"] and windows[i] is not None:
             scales[i] = _l1_rescale(op, windows[i], None)
     coefs = [w * s for w, s in zip(weights, scales)]
-    if not consensus and all(win is None for win in windows):
+    if not consensus and all(win is None for win in windows) and all(sel is None for sel in select):
         # Plain task arithmetic: a linear combination, one fused pass.
         scale = (1.0 / _weight_sum(weights) if sh["normalize"] else 1.0) * sh["lambda"]
         _combine(args, [(op, c * scale) for op, c in zip(tvs, coefs)], base=args.base, delta_only=True)
         return
-    base = args.base
-    if base.delta is None and _fusable(args.out, base.ref, *(op.delta for op in tvs)):
-        _gta_fused(args, tvs, windows, coefs, weights, consensus)
+    if fused:
+        _gta_fused(args, tvs, windows, coefs, weights, consensus, select)
         return
     _gta_chunked(args, tvs, windows, coefs, weights, consensus)
 
@@ -415,18 +437,14 @@ def _weight_sum(weights: list[float]) -> float:
     return 1.0 if abs(total) < 1e-8 else total
 
 
-def _gta_fused(args, tvs, windows, coefs, weights, consensus) -> None:
-    """The masked / consensus path as one fused pass (see :func:`kernels._compiled` ``gta``)."""
+def _gta_fused(args, tvs, windows, coefs, weights, consensus, select) -> None:
+    """The masked / consensus path as one fused pass (:func:`kernels.gta`); ``select[i]``
+    (histogram, rank) defers input i's threshold to that pass."""
     sh = args.shared
-    n = args.out.numel()
-    stack, rows = _rows([op.delta for op in tvs], [op.stack for op in tvs], [op.row for op in tvs], n)
-    lo = np.asarray([0.0 if w is None else w[0] for w in windows], dtype=np.float32)
-    hi = np.asarray([math.inf if w is None else w[1] for w in windows], dtype=np.float32)
-    static_div = _weight_sum(weights)
-    kernels.kernel("gta")(
-        args.out.numpy(), args.base.ref.numpy(), stack, rows,
-        np.asarray(coefs, dtype=np.float32), np.asarray(weights, dtype=np.float32), lo, hi,
-        bool(consensus), bool(sh["normalize"]), np.float32(static_div), np.float32(sh["lambda"]),
+    kernels.gta(
+        args.out.numpy(), args.base.ref.numpy(), [op.delta.numpy() for op in tvs], coefs, weights,
+        [0.0 if w is None else w[0] for w in windows], [math.inf if w is None else w[1] for w in windows],
+        bool(consensus), bool(sh["normalize"]), _weight_sum(weights), sh["lambda"], select=select,
     )
 
 
