@@ -8,9 +8,11 @@ float32, contiguous CPU tensors; CUDA tensors, other dtypes and machines without
 torch path (see :func:`available`).
 
 Magnitude thresholds (TIES, breadcrumbs) are exact order statistics of ``|delta|`` found by a
-radix select on the float bit pattern: a histogram of the high 16 bits (cacheable per tensor, since
-it does not depend on the density), then only the elements of the one bin that holds the wanted
-rank are gathered and partially sorted. No full sort, no copy of the tensor.
+radix select on the float bit pattern: a cumulative histogram of the high bits (up to 20, cached per
+task vector by the engine since it does not depend on the density) gives the bin that holds the
+wanted rank, then only that bin's elements are gathered and partially sorted. No full sort, no copy
+of the tensor. For TIES the gathering happens inside the merging pass itself (``gta_select``): one
+read of memory per candidate.
 
 Kernels are compiled on first use with ``cache=True`` (reused by later processes) and run on one
 thread (``nogil``): the callers' torch thread count is 1 on the machines this targets.
@@ -19,12 +21,15 @@ thread (``nogil``): the callers' torch thread count is 1 on the machines this ta
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-HIST_BINS = 1 << 16  # high 16 bits of a non-negative float32: sign (0), exponent, 7 mantissa bits
+# Coarse bins: the high 16 bits of a non-negative float32 (sign 0, exponent, 7 mantissa bits); a
+# cached histogram has at most this many entries (finer bins over a narrower range).
+HIST_BINS = 1 << 16
 BLOCK = 1024  # elements per block of the combine kernel (the output block stays in L1)
 # Elements per chunk of the threshold-selecting TIES pass (its flags and inputs stay in L2).
 SELECT_CHUNK = 8192
@@ -120,19 +125,18 @@ def _compiled() -> dict[str, Any]:
                 s = x * (cs[i] * f32(keep))
                 S = S + s
                 if consensus:
-                    p = f32(s > zero)
-                    q = f32(s < zero)
-                    P = P + s * p
-                    N = N + s * q
+                    # P, N: the positive / negative s_i summed in input order (adding +0 for the
+                    # others leaves a sum unchanged); max/min are single instructions
+                    P = P + max(s, zero)
+                    N = N + min(s, zero)
                     if normalize:
-                        WP = WP + ws[i] * p
-                        WN = WN + ws[i] * q
+                        WP = WP + ws[i] * f32(s > zero)
+                        WN = WN + ws[i] * f32(s < zero)
             if consensus:
-                u = f32(S >= zero)  # majority sign positive (S == 0 counts as +, as mergekit)
-                v = one - u
-                mixed = P * u + N * v
+                pos = S >= zero  # majority sign positive (S == 0 counts as +, as mergekit)
+                mixed = P if pos else N
                 if normalize:
-                    div = WP * u + WN * v
+                    div = WP if pos else WN
                     mixed = mixed / (div + f32(div == zero))  # no agreeing weight: divide by 1
             elif normalize:
                 mixed = S / static_div
@@ -143,12 +147,12 @@ def _compiled() -> dict[str, Any]:
                 fl[np.uintp(tt - start)] = und
 
     @jit
-    def gta_select(out, ref, ds, cs, ws, los, nexts, keys, inranks, consensus, normalize, static_div, lam,
-                   pos, vs, refv):
+    def gta_select(out, ref, ds, cs, ws, los, nexts, shifts, keys, inranks, consensus, normalize, static_div,
+                   lam, pos, vs, refv):
         """``gta`` with exact magnitude thresholds found in the same pass over memory.
 
-        Input i with ``keys[i] >= 0`` has its threshold in the high-16-bit bin ``keys[i]`` of
-        ``|d_i|`` (known from the cached histogram), at rank ``inranks[i]`` within that bin;
+        Input i with ``keys[i] >= 0`` has its threshold in the bin ``keys[i]`` of ``|d_i|`` bits
+        ``>> shifts[i]`` (known from the cached histogram), at rank ``inranks[i]`` within that bin;
         ``los[i]`` and ``nexts[i]`` are the bin's edges. The pass keeps that whole bin
         provisionally and copies every element where some input falls in its boundary bin
         (position into ``pos``, all deltas into the rows ``vs``, the reference into ``refv``) while
@@ -180,7 +184,7 @@ def _compiled() -> dict[str, Any]:
         exact = los
         for i in range(k):
             if keys[i] >= 0:
-                exact = tuple_setitem(exact, i, bin_select(vs[i][:cnt], np.uint32(keys[i]), inranks[i]))
+                exact = tuple_setitem(exact, i, bin_select(vs[i][:cnt], shifts[i], keys[i], inranks[i]))
         fixed = np.empty(cnt, np.float32)
         gta(fixed, refv, vs, cs, ws, exact, None, None, fl, consensus, normalize, static_div, lam, 0, cnt)
         for p in range(cnt):
@@ -188,24 +192,28 @@ def _compiled() -> dict[str, Any]:
         return exact
 
     @jit
-    def bin_select(v, key, rank):
-        """The ``rank``-th smallest ``|v|`` among the elements of ``v`` in high-16-bit bin ``key``."""
+    def bin_select(v, shift, key, rank):
+        """The ``rank``-th smallest ``|v|`` among the elements of ``v`` whose bin
+        ``(|v| bits) >> shift`` is ``key``."""
         bits = v.view(np.uint32)
         buf = np.empty(bits.shape[0], np.uint32)
         c = 0
+        sh = np.uint32(shift)
+        kk = np.uint32(key)
         for p in range(bits.shape[0]):
             a = bits[p] & np.uint32(0x7FFFFFFF)
-            if (a >> np.uint32(16)) == key:
+            if (a >> sh) == kk:
                 buf[c] = a
                 c += 1
         sel = np.partition(buf[:c], rank)
         return sel[rank:rank + 1].view(np.float32)[0]
 
     @jit
-    def abs_histogram(x):
+    def coarse_histogram(x):
         """Cumulative counts of ``|x|`` per high-16-bit bin of its float32 bit pattern.
 
-        ``h[b]`` = number of elements whose ``|x|`` bits are ``< (b + 1) << 16`` (monotone in value).
+        ``h[b]`` = number of elements whose ``|x|`` bits are ``< (b + 1) << 16`` (bit patterns of
+        non-negative floats are monotone in the value).
         """
         bits = x.view(np.uint32)
         h = np.zeros(HIST_BINS, np.int64)
@@ -216,39 +224,51 @@ def _compiled() -> dict[str, Any]:
         return h
 
     @jit
-    def rank_value(x, cum, rank):
-        """The ``rank``-th smallest ``|x|`` (0-based), exactly, from the cumulative histogram.
-
-        Finds the bin that holds the rank by binary search, gathers that bin's elements (bit
-        patterns of non-negative floats sort like the values) and partially sorts only them. The
-        scan tests 64 elements at a time with a vectorized count and visits only blocks that hold
-        an element of the bin (a small fraction).
-        """
-        b = np.searchsorted(cum, rank, side="right")
-        below = cum[b - 1] if b > 0 else 0
-        buf = np.empty(cum[b] - below, np.uint32)
+    def fine_histogram(x, shift, base, m):
+        """Cumulative counts per bin ``key = (|x| bits) >> shift`` for keys ``base .. base + m - 1``
+        (elements below ``base`` are counted in every entry; none may be above)."""
         bits = x.view(np.uint32)
-        key = np.uint32(b)
+        h = np.zeros(m, np.int64)
+        sh = np.uint32(shift)
+        for j in range(bits.shape[0]):
+            key = np.int64((bits[j] & np.uint32(0x7FFFFFFF)) >> sh) - base
+            h[max(key, 0)] += 1
+        for b in range(1, m):
+            h[b] += h[b - 1]
+        return h
+
+    @jit
+    def rank_value(x, shift, key, inrank, count):
+        """The ``inrank``-th smallest ``|x|`` among the ``count`` elements in bin ``key``.
+
+        Gathers that bin's elements (bit patterns of non-negative floats sort like the values)
+        and partially sorts only them. The scan tests 64 elements at a time with a vectorized
+        count and visits only blocks that hold an element of the bin (a small fraction).
+        """
+        buf = np.empty(count, np.uint32)
+        bits = x.view(np.uint32)
+        kk = np.uint32(key)
+        sh = np.uint32(shift)
         cnt = 0
         n = bits.shape[0]
         m = n - n % 64
         for j0 in range(0, m, 64):
             hit = 0
             for j in range(j0, j0 + 64):
-                hit += ((bits[j] & np.uint32(0x7FFFFFFF)) >> np.uint32(16)) == key
+                hit += ((bits[j] & np.uint32(0x7FFFFFFF)) >> sh) == kk
             if hit:
                 for j in range(j0, j0 + 64):
                     a = bits[j] & np.uint32(0x7FFFFFFF)
-                    if (a >> np.uint32(16)) == key:
+                    if (a >> sh) == kk:
                         buf[cnt] = a
                         cnt += 1
         for j in range(m, n):
             a = bits[j] & np.uint32(0x7FFFFFFF)
-            if (a >> np.uint32(16)) == key:
+            if (a >> sh) == kk:
                 buf[cnt] = a
                 cnt += 1
-        sel = np.partition(buf, rank - below)
-        return sel[rank - below : rank - below + 1].view(np.float32)[0]
+        sel = np.partition(buf, inrank)
+        return sel[inrank : inrank + 1].view(np.float32)[0]
 
     @jit
     def window_abs_sum(x, lo, hi):
@@ -260,8 +280,8 @@ def _compiled() -> dict[str, Any]:
                 acc += a
         return acc
 
-    return {"combine": combine, "gta": gta, "gta_select": gta_select, "abs_histogram": abs_histogram,
-            "rank_value": rank_value, "window_abs_sum": window_abs_sum}
+    return {"combine": combine, "gta": gta, "gta_select": gta_select, "coarse_histogram": coarse_histogram,
+            "fine_histogram": fine_histogram, "rank_value": rank_value, "window_abs_sum": window_abs_sum}
 
 
 def kernel(name: str):
@@ -269,41 +289,77 @@ def kernel(name: str):
     return _compiled()[name]
 
 
-def abs_histogram(x: np.ndarray) -> np.ndarray | None:
-    """Cumulative high-16-bit histogram of ``|x|`` (int64, 65536 bins) for :func:`rank_value` and
-    :func:`gta`'s threshold selection; None for vectors shorter than ``SMALL``.
+@dataclass(frozen=True)
+class AbsHistogram:
+    """Cumulative counts of ``|x|`` per bin ``key = (float32 bits of |x|) >> shift``.
 
-    ``h[b]`` counts the elements whose ``|x|`` is below the upper edge of bin ``b``; it does not
-    depend on any density, so the engine computes it once per task vector.
+    ``cum[j]`` counts the elements with ``key <= base + j``; ``below`` those with ``key < base``
+    (lumped together: the smallest ~1% of magnitudes). Independent of any density, so the engine
+    builds it once per task vector; a magnitude threshold then lies in one known bin.
     """
-    if x.shape[0] < SMALL:
+
+    shift: int
+    base: int
+    below: int
+    cum: np.ndarray
+
+    def locate(self, rank: int) -> tuple[int, int, int] | None:
+        """``(key, rank within the bin, elements in the bin)`` of the ``rank``-th smallest ``|x|``;
+        None when it lies in the lumped range below ``base``."""
+        if rank < self.below:
+            return None
+        j = int(np.searchsorted(self.cum, rank, side="right"))
+        before = int(self.cum[j - 1]) if j > 0 else self.below
+        return self.base + j, rank - before, int(self.cum[j]) - before
+
+
+def abs_histogram(x: np.ndarray) -> AbsHistogram | None:
+    """The :class:`AbsHistogram` of a float32 vector (None for vectors shorter than ``SMALL``).
+
+    Bins are as fine as ``HIST_BINS`` entries allow over the range from the ~1% quantile of
+    ``|x|`` to its maximum (down to 1/2048 of a binade: 11 mantissa bits), so the boundary bin of
+    a threshold holds few elements. Two passes over ``x``: a coarse (high-16-bit) histogram
+    to find the range, then the fine one.
+    """
+    n = x.shape[0]
+    if n < SMALL:
         return None
-    return kernel("abs_histogram")(x)
-
-
-def _bin_of(cum: np.ndarray, rank: int) -> tuple[int, int, int]:
-    """``(bin, rank within the bin, elements below the bin)`` of the ``rank``-th smallest value."""
-    b = int(np.searchsorted(cum, rank, side="right"))
-    below = int(cum[b - 1]) if b > 0 else 0
-    return b, rank - below, below
+    coarse = kernel("coarse_histogram")(x)
+    lo16 = int(np.searchsorted(coarse, n // 100, side="right"))
+    hi16 = int(np.searchsorted(coarse, n - 1, side="right"))
+    extra = 0  # mantissa bits beyond the coarse 7, while the range still fits in HIST_BINS entries
+    while extra < 4 and (hi16 - lo16 + 1) << (extra + 1) <= HIST_BINS:
+        extra += 1
+    below = int(coarse[lo16 - 1]) if lo16 > 0 else 0
+    if extra == 0:
+        return AbsHistogram(16, lo16, below, coarse[lo16: hi16 + 1].copy())
+    shift, base = 16 - extra, lo16 << extra
+    m = ((hi16 + 1) << extra) - base
+    return AbsHistogram(shift, base, below, kernel("fine_histogram")(x, shift, base, m))
 
 
 def _bits_to_f32(bits: int) -> np.float32:
     return np.array([bits], dtype=np.uint32).view(np.float32)[0]
 
 
-def rank_value(x: np.ndarray, rank: int, hist: np.ndarray | None = None) -> float:
+def rank_value(x: np.ndarray, rank: int, hist: AbsHistogram | None = None) -> float:
     """The ``rank``-th smallest ``|x|`` (0-based) of a float32 vector, exactly (no full sort).
 
-    ``hist``: the cumulative histogram of :func:`abs_histogram` (computed when not given).
+    ``hist``: the vector's :func:`abs_histogram` (computed when not given).
     """
-    if not 0 <= rank < x.shape[0]:
-        raise IndexError(f"rank {rank} out of range for {x.shape[0]} elements")
-    if x.shape[0] < SMALL:
+    n = x.shape[0]
+    if not 0 <= rank < n:
+        raise IndexError(f"rank {rank} out of range for {n} elements")
+    if n < SMALL:
         return float(np.partition(np.abs(x), rank)[rank])
-    if hist is None:
-        hist = kernel("abs_histogram")(x)
-    return float(kernel("rank_value")(x, hist, rank))
+    loc = hist.locate(rank) if hist is not None else None
+    if loc is None:  # no histogram, or the rank is among the lumped smallest values: coarse bins
+        coarse = kernel("coarse_histogram")(x)
+        b = int(np.searchsorted(coarse, rank, side="right"))
+        before = int(coarse[b - 1]) if b > 0 else 0
+        return float(kernel("rank_value")(x, 16, b, rank - before, int(coarse[b]) - before))
+    key, inrank, count = loc
+    return float(kernel("rank_value")(x, hist.shift, key, inrank, count))
 
 
 def _same_type(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -318,11 +374,11 @@ def _f32s(values) -> tuple:
 
 def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[float], weights: list[float],
         lo: list[float], hi: list[float], consensus: bool, normalize: bool, static_div: float, lam: float,
-        select: list[tuple[np.ndarray, int] | None] | None = None) -> list[float]:
+        select: list[tuple[AbsHistogram, int] | None] | None = None) -> list[float]:
     """Fused generalized task arithmetic over float32 vectors (see ``methods._gta``).
 
     ``out = ref + lam * mix(s_i)`` with ``s_i = coefs[i] * d_i`` where ``lo[i] <= |d_i| <= hi[i]``.
-    ``select[i] = (cumulative histogram of |d_i|, rank)`` instead defers input i's lower bound to
+    ``select[i] = (abs_histogram(d_i), rank)`` instead defers input i's lower bound to
     the exact ``rank``-th smallest ``|d_i|``, found in the same pass over memory (``hi[i]`` must be
     inf). Returns the lower bounds used (the selected thresholds for deferred inputs).
     """
@@ -334,19 +390,19 @@ def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[
     cs, ws = _f32s(coefs), _f32s(weights)
     los = list(lo)
     plain = np.float32(static_div), np.float32(lam)
-    keys, inranks, nexts = [-1] * k, [0] * k, [np.float32(0)] * k  # 0: never in a boundary bin
+    keys, inranks, shifts, nexts = [-1] * k, [0] * k, [16] * k, [np.float32(0)] * k  # 0: never in a boundary bin
     cap = 0
     for i, sel in enumerate(select or [None] * k):
         if sel is None:
             continue
-        cum, rank = sel
-        b, r, _below = _bin_of(cum, rank)
-        if b >= 0x7F80:  # the boundary bin holds inf/nan bit patterns: select directly
-            los[i] = rank_value(deltas[i], rank, cum)
+        hist, rank = sel
+        loc = hist.locate(rank)
+        if loc is None or (loc[0] + 1) << hist.shift > 0x7F800000:  # lumped range, or inf/nan bits
+            los[i] = rank_value(deltas[i], rank, hist)
             continue
-        keys[i], inranks[i] = b, r
-        los[i], nexts[i] = _bits_to_f32(b << 16), _bits_to_f32((b + 1) << 16)
-        cap += int(cum[b]) - _below
+        keys[i], inranks[i], shifts[i] = loc[0], loc[1], hist.shift
+        los[i], nexts[i] = _bits_to_f32(loc[0] << hist.shift), _bits_to_f32((loc[0] + 1) << hist.shift)
+        cap += loc[2]
     los_t = _f32s(los)
     if cap == 0:
         his = None if all(h == np.inf for h in hi) else _f32s(hi)
@@ -356,8 +412,8 @@ def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[
     if any(h != np.inf for h in hi):
         raise ValueError("threshold selection in the pass supports lower bounds only")
     vals = np.empty((k, cap), np.float32)
-    exact = kernel("gta_select")(out, ref, ds, cs, ws, los_t, tuple(nexts), tuple(keys), tuple(inranks),
-                                 bool(consensus), bool(normalize), *plain, np.empty(cap, np.int64),
+    exact = kernel("gta_select")(out, ref, ds, cs, ws, los_t, tuple(nexts), tuple(shifts), tuple(keys),
+                                 tuple(inranks), bool(consensus), bool(normalize), *plain, np.empty(cap, np.int64),
                                  tuple(vals[i] for i in range(k)), np.empty(cap, np.float32))
     return [float(x) for x in exact]
 
