@@ -188,3 +188,25 @@ def test_cli_bench_fit_predict(tmp_path):
     res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "missing.csv"), "--k", "5", "--json",
                               str(tmp_path / "x.json")])
     assert res.exit_code == 1 and "no such file" in res.output
+
+
+def test_kernel_ridge_feature_exact_on_two_models():
+    from frugalmerge.estimators.default import KRR_ALPHA, KRR_GAMMA, crossfit_krr, fit_krr, predict_krr
+
+    x = np.array([[0.0, 0.0], [1.0, 1.0]])
+    dual, mu = fit_krr(x, np.array([0.0, 1.0]))
+    off = np.exp(-KRR_GAMMA)  # the two rows disagree on every item: mean squared difference 1
+    c = 0.5 / (1 + KRR_ALPHA - off)  # by symmetry dual = (-c, c)
+    np.testing.assert_allclose(dual, [-c, c])
+    assert mu == 0.5
+    np.testing.assert_allclose(predict_krr(x, x, dual, mu), [0.5 - c * (1 - off), 0.5 + c * (1 - off)])
+    # Out of fold, each of two models is predicted by the other's target alone.
+    np.testing.assert_allclose(crossfit_krr(x, np.array([0.0, 1.0]), folds=2, seed=0), [1.0, 0.0])
+
+
+def test_default_full_tier_uses_the_kernel_ridge_feature():
+    train = synthetic(n=600, m=25, seed=5, target=True)
+    est = make_estimator("default").fit(train, k=8, seed=0)
+    assert est.tier_ == "full" and est._summary_names()[-1] == "krr" and est.krr_dual_.shape == (600,)
+    small = make_estimator("default").fit(train.select_models(np.arange(100)), k=8, seed=0)
+    assert small.tier_ == "ridge" and not hasattr(small, "krr_dual_")

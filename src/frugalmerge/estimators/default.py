@@ -8,6 +8,9 @@ A calibrated stacker. From a model's k revealed responses it computes features
   revealed responses with the unseen items filled in by IRT probabilities,
 * ``sub_ridge`` - a ridge on the k responses, ``knn`` - mean target of the nearest training
   models on the k items (leaderboards are full of near-duplicate fine-tunes),
+* ``krr`` (``n >= 500`` only) - a kernel ridge regression on the k responses (RBF kernel on the
+  fraction of disagreeing items): a smooth, similarity-weighted version of ``knn`` that also
+  interpolates between model families,
 * plus the k responses themselves,
 
 and learns the map to the target on the training models. Ridge features are cross-fitted so the
@@ -37,6 +40,13 @@ FULL_TIER_MIN = 500
 SMALL_TIER_MAX = 30
 SUMMARY = ("theta", "theta_sd", "pirt", "wmean", "impute_ridge", "sub_ridge", "knn")
 SMALL_SUMMARY = ("pirt", "wmean", "sub_ridge")
+KRR_SUMMARY = SUMMARY + ("krr",)
+# Kernel ridge constants: kernel exp(-KRR_GAMMA * mean squared difference of the k responses)
+# (for binary responses, the fraction of items on which two models disagree) and the ridge
+# penalty on the centred target. Chosen on an inner split of fold 0's TRAINING models (arc,
+# gsm8k, mmlu at k = 30 and all items; flat optimum around these values), fixed for all data.
+KRR_GAMMA = 3.0
+KRR_ALPHA = 0.03
 
 
 def _sqdist(q: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -60,6 +70,41 @@ def knn_mean(query: np.ndarray, train: np.ndarray, target: np.ndarray, n_neighbo
     return out
 
 
+def rbf_kernel(q: np.ndarray, t: np.ndarray, gamma: float, chunk: int = 1024) -> np.ndarray:
+    """``exp(-gamma * mean_j (q_j - t_j)^2)`` between the rows of ``q`` and ``t``."""
+    out = np.empty((q.shape[0], t.shape[0]))
+    for s in range(0, q.shape[0], chunk):
+        d = np.maximum(_sqdist(q[s:s + chunk], t), 0.0)
+        out[s:s + chunk] = np.exp(-gamma * d / q.shape[1])
+    return out
+
+
+def fit_krr(x: np.ndarray, y: np.ndarray, gamma: float = KRR_GAMMA, alpha: float = KRR_ALPHA) -> tuple[np.ndarray, float]:
+    """Kernel ridge on the centred target: returns (dual coefficients, target mean)."""
+    from scipy.linalg import solve
+
+    mu = float(np.mean(y))
+    k = rbf_kernel(x, x, gamma)
+    k[np.diag_indices_from(k)] += alpha
+    return solve(k, y - mu, assume_a="pos", overwrite_a=True), mu
+
+
+def predict_krr(q: np.ndarray, train: np.ndarray, dual: np.ndarray, mu: float, gamma: float = KRR_GAMMA) -> np.ndarray:
+    return rbf_kernel(q, train, gamma) @ dual + mu
+
+
+def crossfit_krr(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold kernel ridge predictions for the training rows (the stacker sees honest values)."""
+    n = x.shape[0]
+    oof = np.empty(n)
+    order = np.random.default_rng(seed).permutation(n)
+    for held in np.array_split(order, max(2, min(folds, n))):
+        keep = np.setdiff1d(order, held)
+        dual, mu = fit_krr(x[keep], y[keep])
+        oof[held] = predict_krr(x[held], x[keep], dual, mu)
+    return oof
+
+
 @register_estimator("default")
 class Default(_IRTBased):
     """Calibrated stacking estimator with per-model standard errors (see module docstring)."""
@@ -80,20 +125,29 @@ class Default(_IRTBased):
         return {"theta": theta[:, 0], "theta_sd": sd[:, 0], "pirt": pirt,
                 "wmean": _weighted_mean(y_imp, np.asarray(self.weights_)), "y_imp": y_imp, "full": full}
 
+    def _summary_names(self) -> tuple[str, ...]:
+        if self.tier_ == "small":
+            return SMALL_SUMMARY
+        # Cards saved before the kernel ridge feature existed have no ``krr_dual_``: same features as then.
+        return KRR_SUMMARY if getattr(self, "krr_dual_", None) is not None else SUMMARY
+
     def _matrix(self, f: dict[str, np.ndarray]) -> np.ndarray:
-        names = SMALL_SUMMARY if self.tier_ == "small" else SUMMARY
-        summary = np.column_stack([f[n] for n in names])
+        summary = np.column_stack([f[n] for n in self._summary_names()])
         if self.tier_ != "full":
             return summary
         return np.column_stack([summary, f["y_imp"]])
 
     def _ridge_stack(self, x: np.ndarray) -> np.ndarray:
-        s = len(SMALL_SUMMARY) if self.tier_ == "small" else len(SUMMARY)
+        s = len(self._summary_names())
         return ((x[:, :s] - self.stack_mu_) / self.stack_sigma_) @ self.stack_coef_ + self.stack_b_
 
     # -- fit ----------------------------------------------------------------------------------
     def _fit(self, train: ResponseMatrix, k: int, seed: int, **context: Any) -> None:
         self._n_fit = train.n_models
+        # Set below in the full tier only; a refit must not keep a stale one (and below 500 models
+        # the fitted state stays exactly what it was before this feature existed).
+        for stale in ("krr_dual_", "krr_mu_"):
+            self.__dict__.pop(stale, None)
         self._select(train, k, seed)
         settings = self._settings()
         params = calibrate(train.values, train.item_ids, settings)
@@ -126,9 +180,14 @@ class Default(_IRTBased):
         self.knn_y_ = target.astype(np.float64)
         self.n_neighbors_ = int(self.params.get("n_neighbors", 20))
         f["knn"] = knn_mean(f["y_imp"], f["y_imp"], target, self.n_neighbors_, exclude_self=True)
+        if self.tier_ == "full":
+            # Same float32 training rows as the kNN feature, so predict() sees exactly these values.
+            xk = np.asarray(self.knn_x_, np.float64)
+            f["krr"] = crossfit_krr(xk, target, folds, seed + 5)
+            self.krr_dual_, self.krr_mu_ = fit_krr(xk, target)
 
         x = self._matrix(f)
-        s = len(SMALL_SUMMARY) if self.tier_ == "small" else len(SUMMARY)
+        s = len(self._summary_names())
         self.stack_mu_ = x[:, :s].mean(axis=0)
         self.stack_sigma_ = x[:, :s].std(axis=0).clip(1e-9)
         xs = (x[:, :s] - self.stack_mu_) / self.stack_sigma_
@@ -216,11 +275,14 @@ class Default(_IRTBased):
         f["impute_ridge"] = f["full"] @ self.ir_coef_ + self.ir_b_
         f["sub_ridge"] = f["y_imp"] @ self.sr_coef_ + self.sr_b_
         f["knn"] = knn_mean(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.knn_y_), self.n_neighbors_)
+        if getattr(self, "krr_dual_", None) is not None:
+            f["krr"] = predict_krr(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.krr_dual_),
+                                   float(self.krr_mu_))
         x = self._matrix(f)
         score = self._ridge_stack(x)
         if self.tier_ == "full":
             score = self.blend_w_ * predict_hgb(unpack(self, "hgb_"), x) + (1 - self.blend_w_) * score
-            s = len(SUMMARY)
+            s = len(self._summary_names())
             se = np.sqrt(np.pi / 2) * predict_hgb(unpack(self, "se_"), x[:, :s])
             se = np.clip(se, 0.25 * self.se_const_, None)
         else:
