@@ -191,22 +191,23 @@ def test_cli_bench_fit_predict(tmp_path):
 
 
 def test_kernel_ridge_feature_exact_on_two_models():
-    from frugalmerge.estimators.default import KRR_ALPHA, KRR_GAMMA, crossfit_krr, fit_krr, predict_krr
+    from frugalmerge.estimators.default import KRR_ALPHA, KRR_GAMMAS, crossfit_krr, fit_krr, predict_krr
 
     x = np.array([[0.0, 0.0], [1.0, 1.0]])
     dual, mu = fit_krr(x, np.array([0.0, 1.0]))
-    off = np.exp(-KRR_GAMMA)  # the two rows disagree on every item: mean squared difference 1
-    c = 0.5 / (1 + KRR_ALPHA - off)  # by symmetry dual = (-c, c)
-    np.testing.assert_allclose(dual, [-c, c])
-    assert mu == 0.5
-    np.testing.assert_allclose(predict_krr(x, x, dual, mu), [0.5 - c * (1 - off), 0.5 + c * (1 - off)])
+    assert dual.shape == (2, len(KRR_GAMMAS)) and mu == 0.5
+    off = np.exp(-np.asarray(KRR_GAMMAS))  # the two rows disagree on every item: mean squared difference 1
+    c = 0.5 / (1 + KRR_ALPHA - off)  # by symmetry dual = (-c, c) for each width
+    np.testing.assert_allclose(dual, np.stack([-c, c]))
+    np.testing.assert_allclose(predict_krr(x, x, dual, mu), np.stack([0.5 - c * (1 - off), 0.5 + c * (1 - off)]))
     # Out of fold, each of two models is predicted by the other's target alone.
-    np.testing.assert_allclose(crossfit_krr(x, np.array([0.0, 1.0]), folds=2, seed=0), [1.0, 0.0])
+    np.testing.assert_allclose(crossfit_krr(x, np.array([0.0, 1.0]), folds=2, seed=0), [[1.0] * 3, [0.0] * 3])
 
 
-def test_default_full_tier_uses_the_kernel_ridge_feature():
+def test_default_full_tier_uses_the_kernel_ridge_features():
     train = synthetic(n=600, m=25, seed=5, target=True)
     est = make_estimator("default").fit(train, k=8, seed=0)
-    assert est.tier_ == "full" and est._summary_names()[-1] == "krr" and est.krr_dual_.shape == (600,)
+    assert est.tier_ == "full" and est._summary_names()[-3:] == ("krr_1", "krr_3", "krr_10")
+    assert est.krr_dual_.shape == (600, 3)
     small = make_estimator("default").fit(train.select_models(np.arange(100)), k=8, seed=0)
     assert small.tier_ == "ridge" and not hasattr(small, "krr_dual_")

@@ -8,9 +8,9 @@ A calibrated stacker. From a model's k revealed responses it computes features
   revealed responses with the unseen items filled in by IRT probabilities,
 * ``sub_ridge`` - a ridge on the k responses, ``knn`` - mean target of the nearest training
   models on the k items (leaderboards are full of near-duplicate fine-tunes),
-* ``krr`` (``n >= 500`` only) - a kernel ridge regression on the k responses (RBF kernel on the
-  fraction of disagreeing items): a smooth, similarity-weighted version of ``knn`` that also
-  interpolates between model families,
+* ``krr_1``, ``krr_3``, ``krr_10`` (``n >= 500`` only) - kernel ridge regressions on the k
+  responses (RBF kernels of three widths on the fraction of disagreeing items): smooth,
+  similarity-weighted versions of ``knn`` that also interpolate between model families,
 * plus the k responses themselves,
 
 and learns the map to the target on the training models. Ridge features are cross-fitted so the
@@ -40,13 +40,14 @@ FULL_TIER_MIN = 500
 SMALL_TIER_MAX = 30
 SUMMARY = ("theta", "theta_sd", "pirt", "wmean", "impute_ridge", "sub_ridge", "knn")
 SMALL_SUMMARY = ("pirt", "wmean", "sub_ridge")
-KRR_SUMMARY = SUMMARY + ("krr",)
-# Kernel ridge constants: kernel exp(-KRR_GAMMA * mean squared difference of the k responses)
-# (for binary responses, the fraction of items on which two models disagree) and the ridge
-# penalty on the centred target. Chosen on an inner split of fold 0's TRAINING models (arc,
-# gsm8k, mmlu at k = 30 and all items; flat optimum around these values), fixed for all data.
-KRR_GAMMA = 3.0
+# Kernel ridge constants: kernels exp(-gamma * mean squared difference of the k responses) (for
+# binary responses, the fraction of items on which two models disagree), one feature per gamma
+# (a narrow kernel acts like near-duplicate matching, a wide one like a smooth regression), and the
+# ridge penalty on the centred target. Chosen on an inner split of fold 0's TRAINING models (arc,
+# gsm8k, mmlu at k = 30 and all items; flat optimum), fixed for every data set.
+KRR_GAMMAS = (1.0, 3.0, 10.0)
 KRR_ALPHA = 0.03
+KRR_SUMMARY = SUMMARY + tuple(f"krr_{g:g}" for g in KRR_GAMMAS)
 
 
 def _sqdist(q: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -70,39 +71,50 @@ def knn_mean(query: np.ndarray, train: np.ndarray, target: np.ndarray, n_neighbo
     return out
 
 
-def rbf_kernel(q: np.ndarray, t: np.ndarray, gamma: float, chunk: int = 1024) -> np.ndarray:
-    """``exp(-gamma * mean_j (q_j - t_j)^2)`` between the rows of ``q`` and ``t``."""
-    out = np.empty((q.shape[0], t.shape[0]))
-    for s in range(0, q.shape[0], chunk):
-        d = np.maximum(_sqdist(q[s:s + chunk], t), 0.0)
-        out[s:s + chunk] = np.exp(-gamma * d / q.shape[1])
-    return out
+def _kernel(d: np.ndarray, m: int, gamma: float) -> np.ndarray:
+    return np.exp(-gamma * np.maximum(d, 0.0) / m)
 
 
-def fit_krr(x: np.ndarray, y: np.ndarray, gamma: float = KRR_GAMMA, alpha: float = KRR_ALPHA) -> tuple[np.ndarray, float]:
-    """Kernel ridge on the centred target: returns (dual coefficients, target mean)."""
+def fit_krr(x: np.ndarray, y: np.ndarray, gammas: tuple[float, ...] = KRR_GAMMAS,
+            alpha: float = KRR_ALPHA) -> tuple[np.ndarray, float]:
+    """Kernel ridge on the centred target, one RBF width per column: (dual coefficients (n, G), target mean)."""
     from scipy.linalg import solve
 
     mu = float(np.mean(y))
-    k = rbf_kernel(x, x, gamma)
-    k[np.diag_indices_from(k)] += alpha
-    return solve(k, y - mu, assume_a="pos", overwrite_a=True), mu
+    d = _sqdist(x, x)
+    dual = np.empty((x.shape[0], len(gammas)))
+    for j, g in enumerate(gammas):
+        k = _kernel(d, x.shape[1], g)
+        k[np.diag_indices_from(k)] += alpha
+        dual[:, j] = solve(k, y - mu, assume_a="pos", overwrite_a=True)
+    return dual, mu
 
 
-def predict_krr(q: np.ndarray, train: np.ndarray, dual: np.ndarray, mu: float, gamma: float = KRR_GAMMA) -> np.ndarray:
-    return rbf_kernel(q, train, gamma) @ dual + mu
+def predict_krr(q: np.ndarray, train: np.ndarray, dual: np.ndarray, mu: float,
+                gammas: tuple[float, ...] = KRR_GAMMAS, chunk: int = 1024) -> np.ndarray:
+    """Kernel ridge predictions (n_query, G) for the query rows, one column per RBF width."""
+    out = np.empty((q.shape[0], len(gammas)))
+    for s in range(0, q.shape[0], chunk):
+        d = _sqdist(q[s:s + chunk], train)
+        for j, g in enumerate(gammas):
+            out[s:s + chunk, j] = _kernel(d, q.shape[1], g) @ dual[:, j] + mu
+    return out
 
 
 def crossfit_krr(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Out-of-fold kernel ridge predictions for the training rows (the stacker sees honest values)."""
-    n = x.shape[0]
-    oof = np.empty(n)
-    order = np.random.default_rng(seed).permutation(n)
-    for held in np.array_split(order, max(2, min(folds, n))):
+    """Out-of-fold kernel ridge predictions (n, G) for the training rows (the stacker sees honest values)."""
+    oof = np.empty((x.shape[0], len(KRR_GAMMAS)))
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    for held in np.array_split(order, max(2, min(folds, x.shape[0]))):
         keep = np.setdiff1d(order, held)
         dual, mu = fit_krr(x[keep], y[keep])
         oof[held] = predict_krr(x[held], x[keep], dual, mu)
     return oof
+
+
+def _krr_features(f: dict[str, np.ndarray], values: np.ndarray) -> None:
+    for j, g in enumerate(KRR_GAMMAS):
+        f[f"krr_{g:g}"] = values[:, j]
 
 
 @register_estimator("default")
@@ -183,7 +195,7 @@ class Default(_IRTBased):
         if self.tier_ == "full":
             # Same float32 training rows as the kNN feature, so predict() sees exactly these values.
             xk = np.asarray(self.knn_x_, np.float64)
-            f["krr"] = crossfit_krr(xk, target, folds, seed + 5)
+            _krr_features(f, crossfit_krr(xk, target, folds, seed + 5))
             self.krr_dual_, self.krr_mu_ = fit_krr(xk, target)
 
         x = self._matrix(f)
@@ -276,8 +288,8 @@ class Default(_IRTBased):
         f["sub_ridge"] = f["y_imp"] @ self.sr_coef_ + self.sr_b_
         f["knn"] = knn_mean(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.knn_y_), self.n_neighbors_)
         if getattr(self, "krr_dual_", None) is not None:
-            f["krr"] = predict_krr(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.krr_dual_),
-                                   float(self.krr_mu_))
+            _krr_features(f, predict_krr(f["y_imp"], np.asarray(self.knn_x_, np.float64),
+                                         np.asarray(self.krr_dual_), float(self.krr_mu_)))
         x = self._matrix(f)
         score = self._ridge_stack(x)
         if self.tier_ == "full":
