@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,11 +52,12 @@ class Variant:
     final_top: int = 0
     promote: int = 0
     promote_k: int | None = None
+    cards: str | None = None  # ``card@DIR``: this variant's cards folder instead of ``--cards``
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
         if self.card:
             ks = ", ".join(f"{b} k = {v}" for b, v in card_k.items())
-            text = f"card ({ks})"
+            text = f"card ({ks}{', ' + Path(self.cards).name if self.cards else ''})"
         else:
             text = f"`{estimator}` calibrated in the run (k = {k}, pool {pool}, {random_merges} random merges)"
         if self.promote:
@@ -68,7 +71,8 @@ class Variant:
 def parse_variant(text: str) -> Variant:
     """``card:final2:promote1@50`` -> :class:`Variant` (one clear error on anything else)."""
     head, *opts = text.strip().split(":")
-    if head not in ("card", "calibrated"):
+    head, _, cards_dir = head.partition("@")
+    if head not in ("card", "calibrated") or (cards_dir and head != "card"):
         raise SystemExit(f"search_cost: variant {text!r} must start with 'card' or 'calibrated'")
     final_top, promote, promote_k = 0, 0, None
     for opt in opts:
@@ -78,7 +82,7 @@ def parse_variant(text: str) -> Variant:
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
             raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} (finalN, promoteN@K)")
-    return Variant(text.strip(), head == "card", final_top, promote, promote_k)
+    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -103,7 +107,8 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
     if variant is None:
         return cfg
     if variant.card:
-        cfg["objectives"] = [{**o, "card": str(cards / o["benchmark"])} for o in objectives]
+        folder = Path(variant.cards) if variant.cards else cards
+        cfg["objectives"] = [{**o, "card": str(folder.resolve() / o["benchmark"])} for o in objectives]
     if variant.promote:
         cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k}
     if variant.final_top:
@@ -112,16 +117,128 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
     return cfg
 
 
-def _run(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+def _run(cfg: dict[str, Any], out: Path, reuse: bool = False) -> tuple[dict[str, Any], Path]:
+    """Run one search into ``out/<name>-<config hash>``; with ``reuse``, a finished run of the very
+    same config found there is read back instead (runs are deterministic)."""
+    import hashlib
+
     from frugalmerge.search.config import config_from_dict
     from frugalmerge.search.loop import run_search
 
     config = config_from_dict(cfg)
-    t0 = time.perf_counter()
-    result = run_search(config, out / cfg["name"], quiet=True)
-    result["wall_seconds"] = time.perf_counter() - t0
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
+    run_dir = out / f"{cfg['name']}-{digest}"
+    done = run_dir / "results.json"
+    if reuse and done.is_file():
+        result = json.loads(done.read_text(encoding="utf-8"))
+        result["wall_seconds"] = result["search_seconds"] + result["final_seconds"]
+    else:
+        if run_dir.exists():  # an unfinished run of this config: start it afresh
+            import shutil
+
+            shutil.rmtree(run_dir)
+        t0 = time.perf_counter()
+        result = run_search(config, run_dir, quiet=True)
+        result["wall_seconds"] = time.perf_counter() - t0
     result["items_total"] = result["items_evaluated"] + result.get("promotion_items", 0)
-    return result
+    return result, run_dir
+
+
+def _read_log(run_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(candidates by key, promotions by key) of one run's ``candidates.jsonl``."""
+    cands: dict[str, dict[str, Any]] = {}
+    promos: dict[str, dict[str, Any]] = {}
+    for line in (run_dir / "candidates.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if "promotion" in rec:
+            promos[rec["key"]] = rec["promotion"]
+        elif "recipe" in rec:
+            cands[rec["key"]] = rec
+    return cands, promos
+
+
+def diagnose(raw: dict[str, Any], zoo: Any, seed: int, runs: dict[str, dict[str, Any]],
+             run_dirs: dict[str, Path], plot: Path | None,
+             scores: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """For every candidate of every run of ``seed``: its cheap estimate, its mean over the whole
+    search split and its TRUE test accuracy (diagnosis only: none of these scores is counted in any
+    run's items, and no run sees them). Returns per-run rows and a summary of where the cheap run
+    loses; ``plot``: estimated vs search-split score per run (PNG); ``scores``: known
+    (search, test) pairs by recipe key, filled in as candidates are scored."""
+    from frugalmerge.search.config import config_from_dict
+    from frugalmerge.search.fitness import Fitness
+    from frugalmerge.search.space import SearchSpace
+
+    cfg = config_from_dict({**raw, "fitness": "full", "seed": seed}, zoo.root)
+    fitness = Fitness.build(cfg, SearchSpace(cfg))
+    fitness.calibrate()  # full fitness: nothing is evaluated, the objective takes every search item
+    obj = fitness.objectives[0]
+    scores = {} if scores is None else scores  # (search-split mean, test accuracy) by recipe key
+    report: dict[str, Any] = {}
+    for label, result in runs.items():
+        cands, promos = _read_log(run_dirs[label])
+        rows = []
+        for i, (key, rec) in enumerate(sorted(cands.items(), key=lambda kv: kv[1]["order"])):
+            if key not in scores:
+                print(f"  diagnose seed {seed} {label}: candidate {i + 1}/{len(cands)}", end="\r", flush=True)
+                search = obj.evaluate(rec["recipe"], key).value  # type: ignore[attr-defined]
+                scores[key] = (search, obj.test_score(rec["recipe"], key).acc)  # type: ignore[attr-defined]
+            est = rec["estimate"][obj.name]
+            rows.append({"key": key, "order": rec["order"], "generation": rec["generation"],
+                         "estimate": est["value"], "se": est["se"],
+                         "promoted": promos.get(key, {}).get(obj.name, {}).get("value"),
+                         "search": scores[key][0], "test": scores[key][1], "chosen": key == result["chosen"]})
+        chosen = next(r for r in rows if r["chosen"])
+        best_search = max(rows, key=lambda r: (r["search"], -r["order"]))
+        err = np.asarray([r["estimate"] - r["search"] for r in rows])
+        top = sorted(rows, key=lambda r: -r["search"])[: max(len(rows) // 10, 3)]
+        report[label] = {
+            "rows": rows,
+            "chosen": {k: chosen[k] for k in ("order", "estimate", "promoted", "search", "test")},
+            "archive_best_by_search": {k: best_search[k] for k in ("order", "estimate", "search", "test")},
+            "archive_best_test": max(r["test"] for r in rows),
+            "estimate_minus_search": {"mean": float(err.mean()), "mae": float(np.abs(err).mean())},
+            "top_decile_estimate_minus_search": float(np.mean([r["estimate"] - r["search"] for r in top])),
+            "spearman_estimate_search": _spearman([r["estimate"] for r in rows], [r["search"] for r in rows]),
+            "spearman_search_test": _spearman([r["search"] for r in rows], [r["test"] for r in rows]),
+        }
+    print()
+    if plot is not None:
+        _plot_diagnosis(report, plot, seed)
+    return report
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def _plot_diagnosis(report: dict[str, Any], path: Path, seed: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(report), figsize=(4.2 * len(report), 4.2), squeeze=False)
+    for ax, (label, rep) in zip(axes[0], report.items()):
+        rows = rep["rows"]
+        x = [100 * r["search"] for r in rows]
+        y = [100 * r["estimate"] for r in rows]
+        sc = ax.scatter(x, y, c=[r["generation"] for r in rows], cmap="viridis", s=14)
+        ch = rep["chosen"]
+        ax.scatter([100 * ch["search"]], [100 * ch["estimate"]], marker="*", s=160, c="red", label="chosen")
+        lo, hi = min(x + y), max(x + y)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_title(f"{label} (seed {seed})", fontsize=9)
+        ax.set_xlabel("mean over the whole search split (points)")
+        ax.set_ylabel("search-time estimate (points)")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.colorbar(sc, ax=ax, label="generation")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(cells: dict[str, Any]) -> str:
@@ -158,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="calibrated,card,card:final2", help="cheap variants (see above)")
     parser.add_argument("--seeds", default="0", help="comma list; the first is the table's 'one run'")
     parser.add_argument("--out", default=None, help="keep the run directories here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read back finished runs of the same config found under --out instead of re-running them")
     parser.add_argument("--md", default=None, help="write the results (markdown) here, and JSON beside it")
+    parser.add_argument("--diagnose", default=None, metavar="JSON",
+                        help="also score every candidate of the first seed's runs on the whole search split and the "
+                             "test split (diagnosis only, not counted) and write them here (+ a PNG beside it)")
     args = parser.parse_args(argv)
 
     from frugalmerge.runtime import configure_torch_threads
@@ -173,20 +295,38 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cards = Path(args.cards)
     benches = [o["benchmark"] for o in raw["objectives"]]
-    card_cost, card_k = (0, {})
-    if any(v.card for v in variants):
-        if not (cards / "cards.json").is_file():
-            print(f"search_cost: no cards at {cards} (build them: frugalmerge zoo cards --out {cards})")
-            return 1
-        card_cost, card_k = _card_cost(cards, benches)
+    card_info: dict[str, tuple[int, dict[str, int]]] = {}  # variant label -> (one-off items, {benchmark: k})
+    for v in variants:
+        if v.card:
+            folder = Path(v.cards) if v.cards else cards
+            if not (folder / "cards.json").is_file():
+                print(f"search_cost: no cards at {folder} (build them: frugalmerge zoo cards --out {folder})")
+                return 1
+            card_info[v.label] = _card_cost(folder, benches)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="search_cost_"))
     results: dict[int, dict[str, dict[str, Any]]] = {}
+    run_dirs: dict[int, dict[str, Path]] = {}
     for seed in seeds:
-        results[seed] = {}
+        results[seed], run_dirs[seed] = {}, {}
         for v in [None, *variants]:
             label = "full" if v is None else v.label
             print(f"seed {seed}: {label} ...", flush=True)
-            results[seed][label] = _run(_config(raw, args, seed, v, cards), out)
+            results[seed][label], run_dirs[seed][label] = _run(_config(raw, args, seed, v, cards), out, args.reuse)
+    if args.diagnose:
+        diag_path = Path(args.diagnose)
+        report = diagnose(raw, zoo, seeds[0], results[seeds[0]], run_dirs[seeds[0]],
+                          diag_path.with_suffix(".png"))
+        diag_path.parent.mkdir(parents=True, exist_ok=True)
+        diag_path.write_text(json.dumps({"seed": seeds[0], "runs": report}, indent=1))
+        for label, rep in report.items():
+            ch, bs = rep["chosen"], rep["archive_best_by_search"]
+            print(f"diagnose {label}: chosen est {100 * ch['estimate']:.1f} search {100 * ch['search']:.1f} "
+                  f"test {100 * ch['test']:.1f} | archive best by search: search {100 * bs['search']:.1f} "
+                  f"test {100 * bs['test']:.1f} | archive best test {100 * rep['archive_best_test']:.1f} | "
+                  f"est-search mean {100 * rep['estimate_minus_search']['mean']:+.1f} "
+                  f"mae {100 * rep['estimate_minus_search']['mae']:.1f} top-decile "
+                  f"{100 * rep['top_decile_estimate_minus_search']:+.1f} | spearman est/search "
+                  f"{rep['spearman_estimate_search']:.2f} search/test {rep['spearman_search_test']:.2f}")
 
     first = results[seeds[0]]
     full = first["full"]
@@ -195,12 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [head]
     for v in variants:
         r = first[v.label]
-        oneoff = card_cost if v.card else 0
+        oneoff = card_info[v.label][0] if v.card else 0
         amort = (f"{full['items_total'] / (r['items_total'] + oneoff):.2f}x (+{oneoff:,} once)" if v.card else "-")
         parts = [f"calibration {r['calibration_items']:,}"] if r["calibration_items"] else []
         if r.get("promotion_items"):
             parts.append(f"final re-scoring {r['promotion_items']:,}")
-        rows.append((v.describe(args.estimator, args.k, args.pool, args.random_merges, card_k),
+        rows.append((v.describe(args.estimator, args.k, args.pool, args.random_merges, card_info.get(v.label, (0, {}))[1]),
                      f"{r['items_total']:,}" + (f" ({'; '.join(parts)})" if parts else ""),
                      f"**{full['items_total'] / max(r['items_total'], 1):.1f}x**", amort, str(r["candidates"]),
                      _fmt(r["evolved"]), f"{100 * (_mean(r['evolved']) - _mean(full['evolved'])):+.1f}",
@@ -211,9 +351,10 @@ def main(argv: list[str] | None = None) -> int:
              "- targets: items ratio >= 20x (aim 50x); cheap within 1 point of full on TRUE test accuracy",
              "- baselines (TRUE test accuracy): " + "; ".join(f"{m}: {_fmt(c)}" for m, c in full["sources"].items())
              + (f"; naive average: {_fmt(full['average'])}" if full["average"] else "")]
-    if card_cost:
-        lines.append(f"- cards' one-off cost: {card_cost:,} items (their training models on the whole search split, "
-                     f"paid once when the cards were built: `frugalmerge zoo cards`)")
+    for folder, cost in sorted({(v.cards or str(cards), card_info[v.label][0]) for v in variants if v.card}):
+        lines.append(f"- one-off cost of the cards in `{folder}`: {cost:,} items (their training models on the whole "
+                     f"search split, plus any pilot searches; paid once when the cards were built: "
+                     f"`frugalmerge zoo cards`)")
     summary: dict[str, Any] = {}
     if len(seeds) > 1:
         srows = [("fitness", "seeds", "mean full / cheap items", "cheap - full per seed (points)",
@@ -226,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             acc_c = sum(100 * _mean(results[s][v.label]["evolved"]) for s in seeds) / len(seeds)
             acc_f = sum(100 * _mean(results[s]["full"]["evolved"]) for s in seeds) / len(seeds)
             summary[v.label] = {"gaps": gaps, "mean_gap": mean, "se_gap": se, "mean_ratio": sum(ratios) / len(ratios)}
-            srows.append((v.describe(args.estimator, args.k, args.pool, args.random_merges, card_k),
+            srows.append((v.describe(args.estimator, args.k, args.pool, args.random_merges, card_info.get(v.label, (0, {}))[1]),
                           ",".join(map(str, seeds)), f"{sum(ratios) / len(ratios):.1f}x",
                           ", ".join(f"{g:+.1f}" for g in gaps), f"**{mean:+.1f} ± {se:.1f}**",
                           f"{acc_c:.1f} / {acc_f:.1f}"))
@@ -248,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = ("items_evaluated", "items_total", "calibration_items", "promotion_items", "candidates", "evolved",
                 "wall_seconds", "chosen_estimate", "items_full_fitness")
         md.with_suffix(".json").write_text(json.dumps(
-            {"card_one_off_items": card_cost, "summary": summary,
+            {"card_one_off_items": {lab: c for lab, (c, _) in card_info.items()}, "summary": summary,
              "runs": {str(s): {lab: {k: r.get(k) for k in keys} for lab, r in runs.items()} for s, runs in results.items()}},
             indent=2))
         print(f"wrote {md}")

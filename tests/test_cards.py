@@ -160,3 +160,22 @@ def test_demo_configs_use_the_shipped_cards_on_the_shipped_zoo_only(zoo, smoke_z
         # the search itself (space, algorithm, budget) is the same with or without cards
         assert {k: v for k, v in raw.items() if k not in ("objectives", "fidelity")} == \
             {k: v for k, v in plain[name].items() if k not in ("objectives", "fidelity")}
+
+
+def test_build_cards_with_pilot_searches_adds_their_best_candidates(smoke_zoo, tmp_path):
+    """Pilot searches (run with a first card) add their best distinct candidates to the training
+    data, evaluated on every search item; their own items count in the one-off cost."""
+    from frugalmerge.estimators import load_responses
+
+    index = build_cards(smoke_zoo, tmp_path / "cards", estimator="pirt", k=4, random_merges=3,
+                        showcases=["cross_domain"], pilot_searches=2, pilot_top=2, pilot_generations=2)
+    n_search = len(_ids(smoke_zoo / "benchmarks" / "math_de" / "search.jsonl"))
+    card = index["cards"]["math_de"]
+    data = load_responses(tmp_path / "cards" / "math_de" / RESPONSES_FILE)
+    pilots = [m for m in data.model_ids if m.startswith("pilot")]
+    assert pilots == ["pilot0:0", "pilot0:1", "pilot1:0", "pilot1:1"] and card["pilot_models"] == 4
+    assert data.values.shape == (7 + 4, n_search) and not np.isnan(data.values).any()
+    # each pilot: 2 generations (<= 10 new candidates each at k = 4, + 1 promotion per generation)
+    assert 2 * 4 <= card["pilot_search_items"] <= 2 * 2 * (10 * 4 + n_search)
+    assert card["items_evaluated"] == data.values.size + card["pilot_search_items"] == index["items_evaluated"]
+    assert index["pilot_searches"] == 2 and index["pilot_top"] == 2

@@ -66,9 +66,14 @@ def cards(
     random_merges: int = typer.Option(None, "--random-merges", min=0,
                                       help="seeded random merges per showcase in the training data"),
     seed: int = typer.Option(0, "--seed"),
+    pilot_searches: int = typer.Option(None, "--pilot-searches", min=0,
+                                       help="cheap pilot searches per showcase whose best candidates join "
+                                            "the training data (default: the shipped cards' choice)"),
+    pilot_top: int = typer.Option(None, "--pilot-top", min=1, help="best distinct candidates taken per pilot"),
 ) -> None:
     """Fit estimator cards for the zoo's showcase objectives on SEARCH-split responses of the
-    sources, base, naive average and seeded random merges (see estimators/README.md)."""
+    sources, base, naive average, seeded random merges and the best candidates of pilot searches
+    (see estimators/README.md)."""
     from rich.console import Console
 
     from frugalmerge.estimators.errors import EstimatorError
@@ -83,7 +88,10 @@ def cards(
         with console.status("evaluating the cards' training models") as status:
             index = zc.build_cards(zoo_dir, out, estimator=estimator or zc.DEFAULT_ESTIMATOR, k=k or zc.DEFAULT_K,
                                    random_merges=zc.DEFAULT_RANDOM_MERGES if random_merges is None else random_merges,
-                                   seed=seed, progress=lambda msg: status.update(msg))
+                                   seed=seed,
+                                   pilot_searches=zc.DEFAULT_PILOT_SEARCHES if pilot_searches is None else pilot_searches,
+                                   pilot_top=pilot_top or zc.DEFAULT_PILOT_TOP,
+                                   progress=lambda msg: status.update(msg))
     except (ZooError, SearchError, EstimatorError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
