@@ -77,3 +77,21 @@ def test_adaptive_session_picks_most_informative_item(responses):
     assert session.next_item() != first
     with pytest.raises(EstimatorError, match="already recorded"):
         session.record(first, 0.0)
+
+
+def test_predictive_exchange_undoes_a_greedy_trap():
+    # y = x1 + x2; x3 = (x1 + x2) / 2 + noise correlates best with y, so greedy takes x3 first and
+    # then one of x1/x2 (an inexact fit); swapping x3 for the other one fits y exactly.
+    rng = np.random.default_rng(0)
+    n = 300
+    x1, x2 = rng.random(n), rng.random(n)
+    x3 = np.clip((x1 + x2) / 2 + rng.normal(0, 0.05, n), 0, 1)
+    noise = rng.random((n, 5))
+    values = np.column_stack([x1, x2, x3, noise])
+    r = ResponseMatrix(values, [f"m{i}" for i in range(n)], ["x1", "x2", "x3"] + [f"z{j}" for j in range(5)],
+                       target=(x1 + x2) / 2)
+    greedy = select_subset("predictive", r, 2, seed=0)
+    swapped = select_subset("predictive", r, 2, seed=0, exchange=True)
+    assert greedy.item_ids[0] == "x3"
+    assert sorted(swapped.item_ids) == ["x1", "x2"]
+    assert select_subset("predictive", r, 2, seed=0, exchange=True).hash == swapped.hash  # deterministic

@@ -124,6 +124,13 @@ class Default(_IRTBased):
     default_subset = "predictive"
     param_names = COMMON_PARAMS + ("n_neighbors", "folds")
 
+    def _subset_params(self, name: str) -> dict[str, Any]:
+        # From 500 training models the greedy items are refined by swaps (better fit, no selection
+        # overfit with thousands of models); below, the plain greedy set as before.
+        if name == "predictive" and getattr(self, "_n_fit", 0) >= FULL_TIER_MIN:
+            return {"exchange": True}
+        return super()._subset_params(name)
+
     # -- features -----------------------------------------------------------------------------
     def _base_features(self, y: np.ndarray) -> dict[str, np.ndarray]:
         params = self.irt_params()
