@@ -45,7 +45,8 @@ def _data(k: int, n: int, seed: int):
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
-@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "breadcrumbs_ties", "breadcrumbs", "dare_ties"])
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "breadcrumbs_ties", "breadcrumbs", "dare_ties",
+                                    "dare_linear"])
 def test_fused_equals_torch_reference(monkeypatch, k, method):
     n = 3 * kernels.BLOCK + 77 if k % 2 else kernels.SMALL + 1000  # both threshold paths (small / histogram)
     base, inputs = _data(k, n, seed=k)
@@ -180,3 +181,26 @@ def test_ties_through_method_uses_cached_histogram(monkeypatch):
             m.fn(TensorArgs("t", out, Operand(base), ops, shared, per, 0, {}))
         outs.append(out)
     assert torch.allclose(outs[0], outs[1], rtol=1e-6, atol=1e-7)
+
+
+def test_dare_draws_same_in_torch_and_fused_kernel():
+    """The counter-based DARE draw: torch (any chunk) == the fused kernel, bit for bit; seeded."""
+    n = 50_000
+    key, density = M.dare_key(7, "model.layers.0.mlp.up_proj.weight", 1), 0.3
+    thr = kernels.dare_threshold(density)
+    draws = M.dare_draws(0, n, key, torch.device("cpu"))
+    assert draws.min() >= 0 and draws.max() < (1 << 24)
+    assert torch.equal(M.dare_draws(1234, 4321, key, torch.device("cpu")), draws[1234:4321])  # chunk-free
+    want = (draws < thr).numpy()
+    got = np.empty(n, np.float32)  # ref 0, delta 1, weight 1: the output is the keep mask
+    kernels.gta(got, np.zeros(n, np.float32), [np.ones(n, np.float32)], [1.0], [1.0], [0.0], [np.inf], False,
+                False, 1.0, 1.0, dare=([key], [thr]))
+    assert np.array_equal(got == 1.0, want)
+    assert abs(want.mean() - density) < 0.01
+    assert kernels.dare_abs_sum(np.full(n, -2.0, np.float32), key, density) == 2.0 * want.sum()
+    other = (M.dare_draws(0, n, M.dare_key(8, "model.layers.0.mlp.up_proj.weight", 1), torch.device("cpu")) < thr)
+    assert 0.05 < float((other.numpy() != want).mean()) < 0.6  # another seed, another mask
+    # the torch path's masking (CUDA / other dtypes) keeps exactly these elements
+    delta = torch.randn(n)
+    out = M._bernoulli_masked(delta, density, 7, "model.layers.0.mlp.up_proj.weight", 1, torch.empty(n))
+    assert torch.equal(out != 0, torch.from_numpy(want) & (delta != 0))

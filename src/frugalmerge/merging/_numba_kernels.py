@@ -17,6 +17,39 @@ jit = njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 f32 = np.float32
 zero = f32(0.0)
 one = f32(1.0)
+u32 = np.uint32
+
+
+@njit(inline="always", nogil=True, error_model="numpy")
+def dare_hash(j, key):
+    """A uniform 24-bit draw for element ``j`` under ``key``: a 32-bit integer hash (golden-ratio
+    counter step, then the "lowbias32" finalizer) of ``j * 0x9E3779B9 + key`` mod 2**32, top 24
+    bits. Counter-based: any element's draw is computed alone, in any order, on any device (the
+    torch path in ``methods.dare_draws`` computes the same bits). uint32 arithmetic throughout
+    (wrapping multiplies vectorize as 32-bit lanes)."""
+    x = u32(u32(j) * u32(0x9E3779B9))
+    x = u32(x + key)
+    x = u32(x ^ (x >> u32(16)))
+    x = u32(x * u32(0x7FEB352D))
+    x = u32(x ^ (x >> u32(15)))
+    x = u32(x * u32(0x846CA68B))
+    x = u32(x ^ (x >> u32(16)))
+    return x >> u32(8)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, fastmath={"reassoc"})
+def dare_abs_sum(x, key, thr):
+    """``sum |x_j|`` over the elements DARE keeps (``dare_hash(j, key) < thr``), float64.
+
+    Reassociation is allowed here only (a float64 sum of float32 values: the order changes the
+    result by ~1e-16 relative, far below float32's resolution of the rescale factor), so the sum
+    vectorizes.
+    """
+    acc = 0.0
+    for j in range(x.shape[0]):
+        keep = dare_hash(np.uint64(j), key) < thr
+        acc += np.float64(abs(x[j])) * np.float64(keep)
+    return acc
 
 
 @jit
@@ -48,7 +81,8 @@ def combine(out, ref, ref_coef, stack, rows, coefs):
 
 
 @jit
-def gta(out, ref, ds, cs, ws, los, his, nexts, fl, consensus, normalize, static_div, lam, start, stop):
+def gta(out, ref, ds, cs, ws, los, his, nexts, fl, dkeys, dthrs, consensus, normalize, static_div, lam, start,
+        stop):
     """Generalized task arithmetic on ``[start, stop)`` in one pass (see ``methods._gta``).
 
     ``ds`` is a tuple of the k task vectors (``cs``, ``ws``, ``los``: tuples of k float32), so
@@ -61,6 +95,8 @@ def gta(out, ref, ds, cs, ws, los, his, nexts, fl, consensus, normalize, static_
     of those inputs (1 when that is zero). ``out = ref + lam * mixed``.
     With ``nexts`` (a tuple), ``fl[t - start]`` is set to 1 where some input has
     ``los[i] <= |d_i| < nexts[i]`` (an element in the boundary bin of a deferred threshold).
+    With ``dkeys`` (DARE), element t of input i is also kept only where
+    ``dare_hash(t, dkeys[i]) < dthrs[i]`` (a counter-based random draw, see :func:`dare_hash`).
     Selects are products with 0/1 floats (exact: x*1 == x, x*0 == +-0), which vectorize; the
     loop index is unsigned so numba emits no negative-index wraparound (which blocks SIMD).
     """
@@ -81,6 +117,8 @@ def gta(out, ref, ds, cs, ws, los, his, nexts, fl, consensus, normalize, static_
                 und |= np.uint8(keep) & np.uint8(a < nexts[i])
             if his is not None:
                 keep = keep & (a <= his[i])
+            if dkeys is not None:
+                keep = keep & (dare_hash(np.uint64(tt), dkeys[i]) < dthrs[i])
             s = x * (cs[i] * f32(keep))
             S = S + s
             if consensus:
@@ -128,7 +166,7 @@ def gta_select(out, ref, ds, cs, ws, los, nexts, shifts, keys, inranks, consensu
     cnt = 0
     for j0 in range(0, n, SELECT_CHUNK):
         j1 = min(n, j0 + SELECT_CHUNK)
-        gta(out, ref, ds, cs, ws, los, None, nexts, fl, consensus, normalize, static_div, lam, j0, j1)
+        gta(out, ref, ds, cs, ws, los, None, nexts, fl, None, None, consensus, normalize, static_div, lam, j0, j1)
         if j1 - j0 < SELECT_CHUNK:
             fl[j1 - j0:] = 0
         for w in range(SELECT_CHUNK // 8):  # 8 flags per word: most words are 0
@@ -146,7 +184,8 @@ def gta_select(out, ref, ds, cs, ws, los, nexts, shifts, keys, inranks, consensu
         if keys[i] >= 0:
             exact = tuple_setitem(exact, i, bin_select(vs[i][:cnt], shifts[i], keys[i], inranks[i]))
     fixed = np.empty(cnt, np.float32)
-    gta(fixed, refv, vs, cs, ws, exact, None, None, fl, consensus, normalize, static_div, lam, 0, cnt)
+    gta(fixed, refv, vs, cs, ws, exact, None, None, fl, None, None, consensus, normalize, static_div, lam, 0,
+        cnt)
     for p in range(cnt):
         out[pos[p]] = fixed[p]
     return exact

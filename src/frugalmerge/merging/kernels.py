@@ -57,7 +57,8 @@ def _compiled() -> dict[str, Any]:
     from frugalmerge.merging import _numba_kernels as nk
 
     return {name: getattr(nk, name) for name in (
-        "combine", "gta", "gta_select", "coarse_histogram", "fine_histogram", "rank_value", "window_abs_sum")}
+        "combine", "gta", "gta_select", "coarse_histogram", "fine_histogram", "rank_value", "window_abs_sum",
+        "dare_abs_sum")}
 
 
 def kernel(name: str):
@@ -150,13 +151,16 @@ def _f32s(values) -> tuple:
 
 def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[float], weights: list[float],
         lo: list[float], hi: list[float], consensus: bool, normalize: bool, static_div: float, lam: float,
-        select: list[tuple[AbsHistogram, int] | None] | None = None) -> list[float]:
+        select: list[tuple[AbsHistogram, int] | None] | None = None,
+        dare: tuple[list[int], list[int]] | None = None) -> list[float]:
     """Fused generalized task arithmetic over float32 vectors (see ``methods._gta``).
 
     ``out = ref + lam * mix(s_i)`` with ``s_i = coefs[i] * d_i`` where ``lo[i] <= |d_i| <= hi[i]``.
     ``select[i] = (abs_histogram(d_i), rank)`` instead defers input i's lower bound to
     the exact ``rank``-th smallest ``|d_i|``, found in the same pass over memory (``hi[i]`` must be
-    inf). Returns the lower bounds used (the selected thresholds for deferred inputs).
+    inf). ``dare = (keys, thresholds)``: input i also keeps only the elements whose
+    ``dare_hash(j, keys[i]) < thresholds[i]`` (DARE's random drop, drawn inside the pass).
+    Returns the lower bounds used (the selected thresholds for deferred inputs).
     """
     k = len(deltas)
     if k == 0:
@@ -182,16 +186,31 @@ def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[
     los_t = _f32s(los)
     if cap == 0:
         his = None if all(h == np.inf for h in hi) else _f32s(hi)
-        kernel("gta")(out, ref, ds, cs, ws, los_t, his, None, np.empty(0, np.uint8), bool(consensus),
+        dk = None if dare is None else tuple(np.uint32(x) for x in dare[0])
+        dt = None if dare is None else tuple(np.uint32(x) for x in dare[1])
+        kernel("gta")(out, ref, ds, cs, ws, los_t, his, None, np.empty(0, np.uint8), dk, dt, bool(consensus),
                       bool(normalize), *plain, 0, out.shape[0])
         return [float(x) for x in los_t]
-    if any(h != np.inf for h in hi):
-        raise ValueError("threshold selection in the pass supports lower bounds only")
+    if any(h != np.inf for h in hi) or dare is not None:
+        raise ValueError("threshold selection in the pass supports lower bounds only, without DARE")
     vals = np.empty((k, cap), np.float32)
     exact = kernel("gta_select")(out, ref, ds, cs, ws, los_t, tuple(nexts), tuple(shifts), tuple(keys),
                                  tuple(inranks), bool(consensus), bool(normalize), *plain, np.empty(cap, np.int64),
                                  tuple(vals[i] for i in range(k)), np.empty(cap, np.float32))
     return [float(x) for x in exact]
+
+
+DARE_BITS = 24  # resolution of DARE's keep probability: draws are 24-bit integers
+
+
+def dare_threshold(density: float) -> int:
+    """Draws below this keep an element: probability ``density`` (to 2**-24)."""
+    return int(min(max(density, 0.0), 1.0) * (1 << DARE_BITS))
+
+
+def dare_abs_sum(x: np.ndarray, key: int, density: float) -> float:
+    """``sum |x|`` (float64) over the elements DARE keeps at ``density`` under ``key``."""
+    return float(kernel("dare_abs_sum")(x, np.uint32(key), np.uint32(dare_threshold(density))))
 
 
 def warm_up() -> float:
@@ -211,6 +230,9 @@ def warm_up() -> float:
         gta(out, x, deltas, [1, 1], [1, 1], [0, 0], [np.inf, 0.5], consensus, True, 1.0, 1.0)
         gta(out, x, deltas, [1, 1], [1, 1], [0, 0], [np.inf, np.inf], consensus, True, 1.0, 1.0,
             select=[(cum, 7), None])
+    gta(out, x, deltas, [1, 1], [1, 1], [0, 0], [np.inf, np.inf], True, False, 1.0, 1.0,
+        dare=([1, 2], [1 << 23, 1 << 24]))
+    dare_abs_sum(x, 1, 0.5)
     rank_value(x, 7)
     kernel("window_abs_sum")(x, np.float32(0), np.float32(np.inf))
     return time.perf_counter() - t

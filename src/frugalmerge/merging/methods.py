@@ -367,12 +367,33 @@ def magnitude_bounds(op: Operand, density: float, gamma: float, outliers: bool) 
     return (lo, hi)
 
 
-def dare_generator(seed: int, name: str, index: int, device: torch.device) -> torch.Generator:
-    """A generator for one (tensor, input): derived from the seed and the names, not from order."""
-    digest = hashlib.blake2b(f"{seed}|{name}|{index}".encode(), digest_size=8).digest()
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
-    return gen
+def dare_key(seed: int, name: str, index: int) -> int:
+    """The 32-bit key of DARE's draws for one (tensor, input): from the seed and the names, not
+    from the order in which tensors are merged."""
+    digest = hashlib.blake2b(f"{seed}|{name}|{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``x * c mod 2**32`` for int64 ``x`` in [0, 2**32) without int64 overflow (16-bit halves)."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _M32
+
+
+def dare_draws(a: int, b: int, key: int, device) -> torch.Tensor:
+    """The 24-bit draws of elements ``a .. b-1`` under ``key`` (int64), bit for bit those of the
+    fused kernel's ``dare_hash``: a counter-based hash, so any range is computed on its own."""
+    x = torch.arange(a, b, dtype=torch.int64, device=device) & _M32
+    x = (_mul32(x, 0x9E3779B9) + key) & _M32
+    x ^= x >> 16
+    x = _mul32(x, 0x7FEB352D)
+    x ^= x >> 15
+    x = _mul32(x, 0x846CA68B)
+    x ^= x >> 16
+    return x >> 8
 
 
 def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> None:
@@ -399,8 +420,19 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
     # |delta| histogram; L1 rescaling needs them before the pass, so it keeps the separate search.
     select: list[Optional[tuple[np.ndarray, int]]] = [None] * k
     defer = fused and sparsifier == "magnitude" and not sh["rescale"] and n >= kernels.SMALL
+    # Fused DARE: the random drop is drawn inside the merging pass (counter-based hash), no mask
+    # buffers; only the L1 rescale needs a first pass (over the kept |delta|).
+    dare = None
+    if fused and sparsifier == "random" and any(p.get("density", 1.0) < 1 for p in args.per_input):
+        dare = ([0] * k, [kernels.dare_threshold(1.0)] * k)
     for i, (op, p) in enumerate(zip(tvs, args.per_input)):
         density = p.get("density", 1.0)
+        if dare is not None:
+            if density < 1:
+                dare[0][i], dare[1][i] = dare_key(args.seed, args.name, i), kernels.dare_threshold(density)
+                if sh["rescale"]:
+                    scales[i] = _l1_rescale(op, None, None, dare=(dare[0][i], density))
+            continue
         if defer and density < 1:
             rank = _magnitude_rank(n, density)
             if rank >= 0:
@@ -420,13 +452,13 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if sh["rescale"] and windows[i] is not None:
             scales[i] = _l1_rescale(op, windows[i], None)
     coefs = [w * s for w, s in zip(weights, scales)]
-    if not consensus and all(win is None for win in windows) and all(sel is None for sel in select):
+    if not consensus and all(win is None for win in windows) and all(sel is None for sel in select) and dare is None:
         # Plain task arithmetic: a linear combination, one fused pass.
         scale = (1.0 / _weight_sum(weights) if sh["normalize"] else 1.0) * sh["lambda"]
         _combine(args, [(op, c * scale) for op, c in zip(tvs, coefs)], base=args.base, delta_only=True)
         return
     if fused:
-        _gta_fused(args, tvs, windows, coefs, weights, consensus, select)
+        _gta_fused(args, tvs, windows, coefs, weights, consensus, select, dare)
         return
     _gta_chunked(args, tvs, windows, coefs, weights, consensus)
 
@@ -437,14 +469,15 @@ def _weight_sum(weights: list[float]) -> float:
     return 1.0 if abs(total) < 1e-8 else total
 
 
-def _gta_fused(args, tvs, windows, coefs, weights, consensus, select) -> None:
+def _gta_fused(args, tvs, windows, coefs, weights, consensus, select, dare=None) -> None:
     """The masked / consensus path as one fused pass (:func:`kernels.gta`); ``select[i]``
-    (histogram, rank) defers input i's threshold to that pass."""
+    (histogram, rank) defers input i's threshold to that pass; ``dare`` (keys, thresholds) draws
+    DARE's random drop in it."""
     sh = args.shared
     kernels.gta(
         args.out.numpy(), args.base.ref.numpy(), [op.delta.numpy() for op in tvs], coefs, weights,
         [0.0 if w is None else w[0] for w in windows], [math.inf if w is None else w[1] for w in windows],
-        bool(consensus), bool(sh["normalize"]), _weight_sum(weights), sh["lambda"], select=select,
+        bool(consensus), bool(sh["normalize"]), _weight_sum(weights), sh["lambda"], select=select, dare=dare,
     )
 
 
@@ -549,22 +582,28 @@ def _bernoulli_masked(
 ) -> torch.Tensor:
     """``delta`` with each element kept with probability ``density`` (seeded per tensor and input).
 
-    ``floor(u + p)`` with ``u`` uniform in [0, 1) is 1 with probability ``p``: a float mask
-    without boolean temporaries, written into the reusable buffer ``out``. Chunked with a fixed
-    chunk size so results do not depend on the caller.
+    Element j is kept where its counter-based draw (:func:`dare_draws`) is below
+    ``density * 2**24``: the same elements as the fused kernels keep, on any device and in any
+    chunking. Written into the reusable buffer ``out``.
     """
-    gen = dare_generator(seed, name, index, delta.device)
+    key = dare_key(seed, name, index)
+    thr = kernels.dare_threshold(density)
     for a, b in _chunks(delta.numel()):
-        o = out[a:b]
-        o.uniform_(generator=gen)
-        o.add_(density).floor_().mul_(delta[a:b])
+        keep = dare_draws(a, b, key, delta.device) < thr
+        torch.mul(delta[a:b], keep, out=out[a:b])
     return out
 
 
-def _l1_rescale(op: Operand, window, masked, eps: float = 1e-7) -> float:
-    """mergekit's L1 rescale: ``|d|_1 / |masked d|_1`` (1 when either is below ``eps``)."""
+def _l1_rescale(op: Operand, window, masked, eps: float = 1e-7, dare: Optional[tuple[int, float]] = None) -> float:
+    """mergekit's L1 rescale: ``|d|_1 / |masked d|_1`` (1 when either is below ``eps``).
+
+    The kept part is a magnitude ``window``, an explicit ``masked`` tensor, or ``dare = (key,
+    density)``: the elements the fused DARE draw keeps.
+    """
     before = op.abs_sum if op.abs_sum is not None else float(op.delta.abs().sum(dtype=torch.float64))
-    if window is not None:
+    if dare is not None:
+        after = kernels.dare_abs_sum(op.delta.numpy(), dare[0], dare[1])
+    elif window is not None:
         if _fusable(op.delta):
             after = float(kernels.kernel("window_abs_sum")(op.delta.numpy(), np.float32(window[0]),
                                                             np.float32(window[1])))
