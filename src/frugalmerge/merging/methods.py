@@ -418,7 +418,7 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
     fused = base.delta is None and _fusable(args.out, base.ref, *(op.delta for op in tvs))
     # Fused TIES: thresholds are selected inside the merging pass (one read of memory) from the
     # |delta| histogram; L1 rescaling needs them before the pass, so it keeps the separate search.
-    select: list[Optional[tuple[np.ndarray, int]]] = [None] * k
+    select: list[Optional[tuple[kernels.AbsHistogram, int]]] = [None] * k
     defer = fused and sparsifier == "magnitude" and not sh["rescale"] and n >= kernels.SMALL
     # Fused DARE: the random drop is drawn inside the merging pass (counter-based hash), no mask
     # buffers; only the L1 rescale needs a first pass (over the kept |delta|).
@@ -442,7 +442,7 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if sparsifier in ("magnitude", "magnitude_outliers"):
             windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
         elif sparsifier == "random" and density < 1:
-            # masked deltas are rows of one reusable buffer: the fused kernel reads them in place
+            # torch path (CUDA, other dtypes): masked deltas are rows of one reusable buffer
             buf = _buffer(args, "dare", (k, n))
             masked = _bernoulli_masked(op.delta, density, args.seed, args.name, i, buf[i])
             tvs[i] = Operand(op.ref, masked, stack=buf, row=i)
@@ -452,7 +452,8 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if sh["rescale"] and windows[i] is not None:
             scales[i] = _l1_rescale(op, windows[i], None)
     coefs = [w * s for w, s in zip(weights, scales)]
-    if not consensus and all(win is None for win in windows) and all(sel is None for sel in select) and dare is None:
+    plain = all(win is None for win in windows) and all(sel is None for sel in select) and dare is None
+    if not consensus and plain:
         # Plain task arithmetic: a linear combination, one fused pass.
         scale = (1.0 / _weight_sum(weights) if sh["normalize"] else 1.0) * sh["lambda"]
         _combine(args, [(op, c * scale) for op, c in zip(tvs, coefs)], base=args.base, delta_only=True)
