@@ -525,9 +525,9 @@ class MergeEngine:
                 op.stack, op.row = stack, idx
             if use_hist and op.stack is not None:
                 op.abs_hist = self._abs_hist(name, idx)
-            # |D|_1 (for L1 rescaling) is a property of the cache: computed once
+            # |D|_1 (for L1 rescaling) is a property of the cache: computed once, when a recipe rescales
             op.abs_sum = self._abs_sum.get((name, idx))
-            if op.abs_sum is None and plan_method_rescales:
+            if op.abs_sum is None and plan_method_rescales and job.shared.get("rescale", True):
                 op.abs_sum = float(d.abs().sum(dtype=torch.float64))
                 self._abs_sum[(name, idx)] = op.abs_sum
             ops.append(op)
