@@ -3,9 +3,10 @@
 The torch implementation in :mod:`frugalmerge.merging.methods` evaluates a method as a chain of
 elementwise ops over chunks: every op is one more pass over the chunk plus dispatch overhead (TIES
 is ~15 ops per input). These kernels read each input element once and write each output element
-once, with per-block accumulators that stay in L1. They are used by the method functions for
-float32, contiguous CPU tensors; CUDA tensors, other dtypes and machines without numba keep the
-torch path (see :func:`available`).
+once, with the accumulators in registers (one compiled version per input count). They are used by
+the method functions for float32, contiguous CPU tensors; CUDA tensors, other dtypes and machines
+without numba keep the torch path (see :func:`available`). DARE's random drop is a counter-based
+hash drawn inside the pass (the torch path computes the same draws).
 
 Magnitude thresholds (TIES, breadcrumbs) are exact order statistics of ``|delta|`` found by a
 radix select on the float bit pattern: a cumulative histogram of the high bits (up to 20, cached per
@@ -14,8 +15,9 @@ wanted rank, then only that bin's elements are gathered and partially sorted. No
 of the tensor. For TIES the gathering happens inside the merging pass itself (``gta_select``): one
 read of memory per candidate.
 
-Kernels are compiled on first use with ``cache=True`` (reused by later processes) and run on one
-thread (``nogil``): the callers' torch thread count is 1 on the machines this targets.
+The numba code lives in :mod:`frugalmerge.merging._numba_kernels` (imported on first use). Kernels
+are compiled on first use with ``cache=True`` (reused by later processes) and run on one thread
+(``nogil``): the callers' torch thread count is 1 on the machines this targets.
 """
 
 from __future__ import annotations
