@@ -150,7 +150,7 @@ class Operand:
 
     ref: torch.Tensor
     delta: Optional[torch.Tensor] = None
-    abs_hist: Optional[np.ndarray] = None
+    abs_hist: Optional[kernels.AbsHistogram] = None
     abs_sum: Optional[float] = None
     stack: Optional[torch.Tensor] = None  # the engine's [models, numel] cache this delta is a row of
     row: int = -1
