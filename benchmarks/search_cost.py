@@ -8,9 +8,10 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
   naive average + ``--random-merges`` random merges over a ``--pool``-item pool (counted in the run's
   items);
 * ``card`` - the shipped estimator cards (``--cards``, written once by ``frugalmerge zoo cards``):
-  no calibration in the run; each candidate costs the card's k items;
+  no calibration in the run; each candidate costs the card's k items; ``card@DIR`` uses the cards
+  folder DIR instead (e.g. cards built with pilot searches), so several card sets compare in one run;
 * ``:finalN`` - at the end, the top N candidates are re-scored on the whole search split and the
-  best of those is chosen (counted);
+  best of those is chosen (counted); ``:finalN@K`` re-estimates them on K items instead;
 * ``:promoteN@K`` - per generation, the N best new candidates are re-estimated on K items (the
   card's estimator refitted at K on the card's training responses; counted).
 
@@ -19,6 +20,12 @@ reported next to the ratio, and the ratio with that cost amortised over one run.
 accuracy (held-out test split) of each chosen merge, the gap to the full-fitness search of the same
 seed, and over several seeds the mean gap and its standard error are printed and, with ``--md``,
 written to a markdown file with the command that produced them.
+
+``--diagnose FILE.json`` scores every candidate of the first seed's runs on the whole search split
+and on the test split (for diagnosis only: counted nowhere, seen by no run) and writes them with a
+summary (chosen vs the archive's best, estimate bias, rank correlations) and a PNG of estimate vs
+search-split score per run. ``--reuse`` reads back finished runs of the same config (same hash)
+under ``--out`` instead of running them again (runs are deterministic).
 
     PYTHONPATH=src /work/venv/bin/python benchmarks/search_cost.py [--zoo DIR] [--cards estimators/zoo] \
         [--variants calibrated,card,card:final2] [--seeds 0,1,2] [--md benchmarks/results/search.md]
@@ -53,6 +60,7 @@ class Variant:
     promote: int = 0
     promote_k: int | None = None
     cards: str | None = None  # ``card@DIR``: this variant's cards folder instead of ``--cards``
+    final_k: int | None = None  # ``finalN@K``: the top N re-estimated on K items (None: the whole split)
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
         if self.card:
@@ -63,7 +71,8 @@ class Variant:
         if self.promote:
             text += f", {self.promote} promoted/generation to {self.promote_k or 'the whole split of'} items"
         if self.final_top:
-            where = "the whole search split" if self.card else "the calibration pool"
+            where = (f"{self.final_k} items" if self.final_k else
+                     "the whole search split" if self.card else "the calibration pool")
             text += f", top {self.final_top} re-scored on {where}"
         return text
 
@@ -74,15 +83,15 @@ def parse_variant(text: str) -> Variant:
     head, _, cards_dir = head.partition("@")
     if head not in ("card", "calibrated") or (cards_dir and head != "card"):
         raise SystemExit(f"search_cost: variant {text!r} must start with 'card' or 'calibrated'")
-    final_top, promote, promote_k = 0, 0, None
+    final_top, final_k, promote, promote_k = 0, None, 0, None
     for opt in opts:
-        if m := re.fullmatch(r"final(\d+)", opt):
-            final_top = int(m.group(1))
+        if m := re.fullmatch(r"final(\d+)(?:@(\d+))?", opt):
+            final_top, final_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         elif m := re.fullmatch(r"promote(\d+)(?:@(\d+))?", opt):
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
-            raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} (finalN, promoteN@K)")
-    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None)
+            raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} (finalN[@K], promoteN[@K])")
+    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -91,6 +100,11 @@ def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     zoo = load_zoo(args.zoo) if args.zoo else ensure_zoo("full")
     return zoo, showcase_configs(zoo)[args.showcase]
+
+
+def _slug(label: str) -> str:
+    """A variant label as a folder-name part (``card@/x/y:promote1@40`` -> ``card_x_y_promote1_40``)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", label).strip("_")
 
 
 def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: Variant | None,
@@ -103,7 +117,7 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
            "calibration": {"random_merges": args.random_merges, "pool": args.pool},
            "fidelity": {"promote_per_generation": 0}, "final": final, "objectives": objectives,
            "fitness": "full" if variant is None else "cheap",
-           "name": f"{raw['name']}-{'full' if variant is None else variant.label}-seed{seed}"}
+           "name": f"{raw['name']}-{'full' if variant is None else _slug(variant.label)}-seed{seed}"}
     if variant is None:
         return cfg
     if variant.card:
@@ -113,7 +127,7 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
         cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k}
     if variant.final_top:
         # k above any split size: the promotion is the plain mean over the whole search split.
-        cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": 1_000_000}}
+        cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000}}
     return cfg
 
 
