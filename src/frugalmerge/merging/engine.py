@@ -114,9 +114,10 @@ class MergeEngine:
             default what the device reports free (no limit on CPU beyond host memory).
         dtype: dtype of the live module (default float32).
         max_host_memory: bytes of host memory for streamed tensors (default: available RAM).
-        threshold_cache: keep a high-16-bit histogram of ``|task vector|`` per tensor (512 KiB each,
-            built on the first magnitude-pruning candidate) so that a candidate's exact threshold
-            is one scan of a single histogram bin instead of a selection over the whole tensor.
+        threshold_cache: keep a cumulative histogram of ``|task vector|`` per tensor (at most
+            512 KiB each, bins down to 1/2048 of a binade; built on the first magnitude-pruning
+            candidate) so that TIES finds each exact threshold inside its single merging pass
+            (only the boundary bin's few elements are buffered and recomputed), with no sort.
         verbose: print the placement plan.
     """
 
