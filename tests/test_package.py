@@ -22,3 +22,15 @@ def test_thread_policy(monkeypatch):
     assert runtime.default_num_threads() == 1
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 32)
     assert runtime.default_num_threads() == 8
+
+
+def test_thread_cap_reaches_openmp_and_blas_pools():
+    """conftest configured 1 thread: scikit-learn's OpenMP and numpy's BLAS pools follow torch."""
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    from threadpoolctl import threadpool_info
+
+    from frugalmerge.runtime import configure_torch_threads
+
+    configure_torch_threads(1)
+    pools = threadpool_info()
+    assert pools and all(p["num_threads"] == 1 for p in pools)
