@@ -12,6 +12,8 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
   folder DIR instead (e.g. cards built with pilot searches), so several card sets compare in one run;
 * ``:finalN`` - at the end, the top N candidates are re-scored on the whole search split and the
   best of those is chosen (counted); ``:finalN@K`` re-estimates them on K items instead;
+* ``:raceZ`` (with ``:promoteN@K``) - racing: only new candidates whose estimate + Z standard errors
+  reaches the best value of the earlier generations are promoted (at most N);
 * ``:promoteN@K`` - per generation, the N best new candidates are re-estimated on K items (the
   card's estimator refitted at K on the card's training responses; counted).
 
@@ -61,6 +63,7 @@ class Variant:
     promote_k: int | None = None
     cards: str | None = None  # ``card@DIR``: this variant's cards folder instead of ``--cards``
     final_k: int | None = None  # ``finalN@K``: the top N re-estimated on K items (None: the whole split)
+    race_z: float | None = None  # ``raceZ``: racing promotions (FidelitySpec.racing_z)
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
         if self.card:
@@ -70,6 +73,8 @@ class Variant:
             text = f"`{estimator}` calibrated in the run (k = {k}, pool {pool}, {random_merges} random merges)"
         if self.promote:
             text += f", {self.promote} promoted/generation to {self.promote_k or 'the whole split of'} items"
+            if self.race_z is not None:
+                text += f" (racing: estimate + {self.race_z:g} SE >= incumbent)"
         if self.final_top:
             where = (f"{self.final_k} items" if self.final_k else
                      "the whole search split" if self.card else "the calibration pool")
@@ -83,15 +88,19 @@ def parse_variant(text: str) -> Variant:
     head, _, cards_dir = head.partition("@")
     if head not in ("card", "calibrated") or (cards_dir and head != "card"):
         raise SystemExit(f"search_cost: variant {text!r} must start with 'card' or 'calibrated'")
-    final_top, final_k, promote, promote_k = 0, None, 0, None
+    final_top, final_k, promote, promote_k, race_z = 0, None, 0, None, None
     for opt in opts:
         if m := re.fullmatch(r"final(\d+)(?:@(\d+))?", opt):
             final_top, final_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+        elif m := re.fullmatch(r"race(\d+(?:\.\d+)?)", opt):
+            race_z = float(m.group(1))
         elif m := re.fullmatch(r"promote(\d+)(?:@(\d+))?", opt):
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
-            raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} (finalN[@K], promoteN[@K])")
-    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k)
+            raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} (finalN[@K], promoteN[@K], raceZ)")
+    if race_z is not None and not promote:
+        raise SystemExit(f"search_cost: variant {text!r}: raceZ needs promoteN")
+    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -124,7 +133,8 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
         folder = Path(variant.cards) if variant.cards else cards
         cfg["objectives"] = [{**o, "card": str(folder.resolve() / o["benchmark"])} for o in objectives]
     if variant.promote:
-        cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k}
+        cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k,
+                           **({"racing_z": variant.race_z} if variant.race_z is not None else {})}
     if variant.final_top:
         # k above any split size: the promotion is the plain mean over the whole search split.
         cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000}}
@@ -140,7 +150,8 @@ def _run(cfg: dict[str, Any], out: Path, reuse: bool = False) -> tuple[dict[str,
     from frugalmerge.search.loop import run_search
 
     config = config_from_dict(cfg)
-    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
+    # Defaults left out: a field added to the config later does not change the hash of old runs.
+    digest = hashlib.sha256(config.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:10]
     run_dir = out / f"{cfg['name']}-{digest}"
     done = run_dir / "results.json"
     if reuse and done.is_file():

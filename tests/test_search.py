@@ -288,3 +288,30 @@ def test_crash_mid_run_and_resume_in_process(tiny_models, tmp_path, monkeypatch,
     a = json.loads((tmp_path / "run" / "best.json").read_text())
     b = json.loads((tmp_path / "ref" / "best.json").read_text())
     assert a == b
+
+
+def test_racing_promotes_only_contenders_of_the_incumbent(tiny_models, tmp_path):
+    """fidelity.racing_z = 0 with SE 0 (function objective): a candidate is promoted only when its
+    estimate reaches the best value of the earlier generations; at most promote_per_generation."""
+    fid = {"promote_per_generation": 3, "racing_z": 0.0}
+    cfg = config_from_dict(_cfg(tiny_models, fidelity=fid, budget={"generations": 5}))
+    run_search(cfg, tmp_path / "race", quiet=True)
+    log = [json.loads(line) for line in (tmp_path / "race" / "candidates.jsonl").read_text().splitlines()]
+    cands = {r["key"]: r for r in log if "recipe" in r}
+    promos = [r for r in log if "promotion" in r]
+    per_gen = {g: [r for r in promos if r["generation"] == g] for g in range(1, 6)}
+    assert len(per_gen[1]) == 3  # no incumbent yet: the 3 best new ones
+    for g in range(2, 6):
+        assert len(per_gen[g]) <= 3
+        incumbent = max(c["estimate"]["close"]["value"] for c in cands.values() if c["generation"] < g)
+        for r in per_gen[g]:
+            assert cands[r["key"]]["estimate"]["close"]["value"] >= incumbent
+        # every new candidate that reached the incumbent and was not promoted ranked below 3 that were
+        contenders = [c for c in cands.values() if c["generation"] == g
+                      and c["estimate"]["close"]["value"] >= incumbent]
+        assert len(per_gen[g]) == min(3, len(contenders))
+    # without racing every generation promotes 3: racing saved some
+    plain = config_from_dict(_cfg(tiny_models, fidelity={"promote_per_generation": 3}, budget={"generations": 5}))
+    run_search(plain, tmp_path / "plain", quiet=True)
+    plain_log = (tmp_path / "plain" / "candidates.jsonl").read_text().splitlines()
+    assert sum("promotion" in line for line in plain_log) > len(promos)

@@ -235,10 +235,15 @@ class FidelitySpec(_Frozen):
     are re-evaluated on ``k`` items (None: the whole calibration pool, i.e. an unbiased pool mean)
     before the optimiser is told; their high-fidelity values replace the cheap ones everywhere.
     Why: an estimator calibrated on sources and random merges saturates above the best model it
-    has seen, so the cheap fitness cannot rank the very candidates the search converges to."""
+    has seen, so the cheap fitness cannot rank the very candidates the search converges to.
+
+    ``racing_z`` (racing): only the new candidates whose estimate + ``racing_z`` standard errors
+    reaches the incumbent (the best value of the earlier generations) are promoted, still at most
+    ``promote_per_generation``; a generation with no contender promotes none and saves the items."""
 
     promote_per_generation: int = Field(default=0, ge=0)
     k: int | None = Field(default=None, ge=1)
+    racing_z: float | None = Field(default=None, ge=0.0)
 
 
 class FinalSpec(_Frozen):

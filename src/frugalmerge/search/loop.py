@@ -184,6 +184,8 @@ class SearchRun:
                  if e["generation"] == state.generation + 1 and "cheap_estimate" not in e}
         ranked = sorted(fresh.values(), key=lambda e: (-float(np.mean([e["estimate"][n]["value"] for n in self.names])),
                                                        e["order"]))
+        if spec.racing_z is not None:
+            ranked = self._contenders(state, ranked, spec.racing_z)
         for entry in ranked[:spec.promote_per_generation]:
             t0 = time.perf_counter()
             scores = self.fitness.promote(entry["recipe"], entry["key"], spec.k)
@@ -194,6 +196,19 @@ class SearchRun:
             state.items += items
             self.log.append({"key": entry["key"], "promotion": entry["estimate"], "items": items,
                              "generation": state.generation + 1, "seconds": round(time.perf_counter() - t0, 4)})
+
+    def _contenders(self, state: SearchState, ranked: list[dict[str, Any]], z: float) -> list[dict[str, Any]]:
+        """Racing: the candidates of ``ranked`` whose mean estimate + ``z`` SE reaches the incumbent
+        (the best mean value among earlier generations' candidates; none yet: all contend)."""
+        earlier = [e for e in state.cache.values() if e["generation"] <= state.generation]
+        if not earlier:
+            return ranked
+
+        def mean(e: dict[str, Any], field: str) -> float:
+            return float(np.mean([e["estimate"][n][field] for n in self.names]))
+
+        incumbent = max(mean(e, "value") for e in earlier)
+        return [e for e in ranked if mean(e, "value") + z * mean(e, "se") >= incumbent]
 
     def _generation(self, state: SearchState) -> None:
         X = np.asarray(state.optimizer.ask(), dtype=np.float64)
