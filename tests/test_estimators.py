@@ -211,3 +211,15 @@ def test_default_full_tier_uses_the_kernel_ridge_features():
     assert est.krr_dual_.shape == (600, 3)
     small = make_estimator("default").fit(train.select_models(np.arange(100)), k=8, seed=0)
     assert small.tier_ == "ridge" and not hasattr(small, "krr_dual_")
+
+
+def test_column_means_skip_missing_without_warnings():
+    import warnings
+
+    from frugalmerge.estimators.components import column_means
+
+    y = np.array([[1.0, np.nan, 0.0], [0.0, np.nan, np.nan], [1.0, np.nan, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an all-missing column must not warn
+        got = column_means(y, empty=0.25)
+    np.testing.assert_allclose(got, [2 / 3, 0.25, 0.5])

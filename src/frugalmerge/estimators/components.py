@@ -11,6 +11,16 @@ import numpy as np
 ALPHAS = np.logspace(-3, 4, 15)
 
 
+def column_means(y: np.ndarray, empty: float = 0.5) -> np.ndarray:
+    """Per-column mean of ``y`` over its non-NaN cells; ``empty`` for columns with none.
+
+    Cards and promotions reveal only some items of some models, so all-missing columns are
+    normal here: numpy's "Mean of empty slice" warning would only alarm users."""
+    counts = np.sum(~np.isnan(y), axis=0)
+    sums = np.nansum(y, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), empty)
+
+
 def fill_missing(y: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """Replace NaN cells of ``y`` (n, k) by ``fill`` (k,) or (n, k)."""
     fill = np.broadcast_to(fill, y.shape)

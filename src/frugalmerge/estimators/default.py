@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from frugalmerge.estimators.components import crossfit_ridge, fit_hgb, fit_ridge, pack, predict_hgb, unpack
+from frugalmerge.estimators.components import column_means, crossfit_ridge, fit_hgb, fit_ridge, pack, predict_hgb, unpack
 from frugalmerge.estimators.core import register_estimator
 from frugalmerge.estimators.irt import calibrate, estimate_ability
 from frugalmerge.estimators.methods import COMMON_PARAMS, _IRTBased, _weighted_mean
@@ -184,7 +184,7 @@ class Default(_IRTBased):
             f = self._crossfit_irt_features(train, y_train, f, folds, seed)
 
         # impute-ridge: fitted on the FULL training matrix, applied to "revealed + IRT-imputed" rows.
-        col_mean = np.nan_to_num(np.nanmean(train.values, axis=0), nan=0.5)
+        col_mean = column_means(train.values)
         x_full = np.where(np.isnan(train.values), col_mean[None, :], train.values)
         oof_ir = np.empty(n)
         order = np.random.default_rng(seed).permutation(n)
@@ -272,7 +272,7 @@ class Default(_IRTBased):
 
         n = train.n_models
         target = train.full_scores()
-        col_mean = np.nan_to_num(np.nanmean(train.values, axis=0), nan=0.5)
+        col_mean = column_means(train.values)
         x = np.where(np.isnan(train.values), col_mean[None, :], train.values)
         chosen = np.asarray(self.sel_cols_)
         honest, naive = np.empty(n), np.empty(n)

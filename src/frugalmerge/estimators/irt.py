@@ -20,6 +20,7 @@ import numpy as np
 from scipy.special import expit as _expit
 from pydantic import BaseModel, ConfigDict, Field
 
+from frugalmerge.estimators.components import column_means
 from frugalmerge.estimators.errors import EstimatorError, ResponseError
 
 __all__ = ["IRTSettings", "IRTParams", "fit_irt", "calibrate", "estimate_ability", "fisher_information"]
@@ -93,8 +94,7 @@ class IRTParams:
 
 def _init_theta(y: np.ndarray, mask: np.ndarray, dims: int) -> np.ndarray:
     """Start abilities from the leading principal components of the centred responses."""
-    filled = np.where(mask, y, np.nanmean(np.where(mask, y, np.nan), axis=0, keepdims=True))
-    filled = np.nan_to_num(filled, nan=0.5)
+    filled = np.where(mask, y, column_means(np.where(mask, y, np.nan))[None, :])
     centred = filled - filled.mean(axis=0, keepdims=True)
     u, s, _ = np.linalg.svd(centred, full_matrices=False)
     comps = u[:, :dims] * s[:dims]
@@ -139,7 +139,7 @@ def fit_irt(values: np.ndarray, item_ids: tuple[str, ...] | None = None, setting
     yt = torch.tensor(np.nan_to_num(y, nan=0.0), dtype=dtype)
     mt = torch.tensor(mask, dtype=dtype)
     theta = torch.tensor(_init_theta(y, mask, dims), dtype=dtype, requires_grad=True)
-    p0 = np.clip(np.nanmean(np.where(mask, y, np.nan), axis=0), 0.02, 0.98)
+    p0 = np.clip(column_means(np.where(mask, y, np.nan)), 0.02, 0.98)
     d = torch.tensor(np.log(p0 / (1 - p0)), dtype=dtype, requires_grad=True)
     params = [theta, d]
     if settings.model != "1pl":

@@ -20,6 +20,7 @@ from scipy.special import expit as _expit
 from frugalmerge.estimators.components import (
     apply_calibration,
     calibration_kind,
+    column_means,
     crossfit_ridge,
     fill_missing,
     fit_calibration,
@@ -118,7 +119,7 @@ class RidgeReference(_Calibrated):
 
     def _fit_model(self, train: ResponseMatrix, seed: int, **context: Any) -> None:
         y = train.take_items(self.selected_)
-        self.fill_ = np.nan_to_num(np.nanmean(y, axis=0), nan=0.5)
+        self.fill_ = column_means(y)
         x = fill_missing(y, self.fill_)
         oof, self.coef_, b = crossfit_ridge(x, train.full_scores(), folds=5, seed=seed)
         self.intercept_ = b
