@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from frugalmerge.merging import MergeEngine, MergeRecipe, RecipeError, export_merge, run_merge
 from frugalmerge.merging.methods import CHUNK, Operand, TensorArgs, get_method
 from frugalmerge.merging.recipe import ConditionalParameter, evaluate_setting
+from merging_helpers import tensors
 
 # ------------------------------------------------------------------ helpers
-
-
-def tensors(d: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(Path(d).glob("*.safetensors")):
-        out.update(load_file(str(f)))
-    return out
 
 
 def call(method: str, base, inputs, per_input, shared=None, seed=0, refs_shared=True):

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from frugalmerge.cli import app
+from merging_helpers import tensors
 
 runner = CliRunner()
-
-
-def tensors(d: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(Path(d).glob("*.safetensors")):
-        out.update(load_file(str(f)))
-    return out
 
 
 def write_recipe(path: Path, text: str) -> Path:

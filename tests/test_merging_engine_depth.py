@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from frugalmerge.merging import MergeEngine, MergeRecipe, export_merge, run_merge
+from merging_helpers import tensors
 
 
 @pytest.fixture(scope="module")
@@ -28,25 +28,18 @@ def close(x, y) -> bool:
     return torch.allclose(x, y, rtol=0, atol=1e-7)
 
 
-def _tensors(path):
-    out = {}
-    for f in sorted(path.glob("*.safetensors")):
-        out.update(load_file(str(f)))
-    return out
-
-
 def test_deeper_stack_is_materialized_like_the_cli_merge(engine, tiny_models, tmp_path):
     m = tiny_models
     recipe = _stack(m, (0, 3), (1, 4), scale=0.5)  # 3 + 3 = 6 layers from 4-layer models
     module = engine.materialize(recipe)
     assert module.config.num_hidden_layers == 6 and len(module.model.layers) == 6
     got = dict(module.named_parameters())
-    a, b = _tensors(m["model_a"]), _tensors(m["model_b"])
+    a, b = tensors(m["model_a"]), tensors(m["model_b"])
     assert close(got["model.layers.2.mlp.up_proj.weight"], a["model.layers.2.mlp.up_proj.weight"])
     assert close(got["model.layers.3.mlp.up_proj.weight"], b["model.layers.1.mlp.up_proj.weight"])
     assert close(got["model.layers.5.self_attn.o_proj.weight"], 0.5 * b["model.layers.3.self_attn.o_proj.weight"])
-    cli = _tensors(run_merge(recipe, tmp_path / "cli", progress=False))
-    exported = _tensors(export_merge(recipe, tmp_path / "exp", engine=engine))
+    cli = tensors(run_merge(recipe, tmp_path / "cli", progress=False))
+    exported = tensors(export_merge(recipe, tmp_path / "exp", engine=engine))
     assert set(cli) == set(exported)
     for name, t in cli.items():
         assert close(exported[name], t), name
@@ -62,7 +55,7 @@ def test_depth_modules_are_reused_in_place_and_bounded(engine, tiny_models):
     ptr = first.model.layers[5].self_attn.o_proj.weight.data_ptr()
     again = engine.materialize(_stack(m, (0, 3), (1, 4), scale=0.25))
     assert again is first and again.model.layers[5].self_attn.o_proj.weight.data_ptr() == ptr
-    b = _tensors(m["model_b"])
+    b = tensors(m["model_b"])
     assert close(again.model.layers[5].self_attn.o_proj.weight, 0.25 * b["model.layers.3.self_attn.o_proj.weight"])
     shallow = engine.materialize(_stack(m, (0, 1), (3, 4)))
     assert shallow.config.num_hidden_layers == 2

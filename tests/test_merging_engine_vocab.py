@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from frugalmerge.merging import MergeEngine, MergeRecipe, RecipeError, run_merge
-from test_merging_tokenizer import EMB, HEAD, tensors, with_extra_words
+from merging_helpers import EMB, HEAD, tensors, with_extra_words
 
 
 def _recipe(method: str, models: list, base=None, tokenizer_source="base") -> MergeRecipe:

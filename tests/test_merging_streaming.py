@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from frugalmerge.cli import app
 from frugalmerge.merging.errors import DeviceMemoryError
 from frugalmerge.merging.execute import DeviceUsage, run_merge
 from frugalmerge.merging.recipe import MergeRecipe
+from merging_helpers import tensors
 
 runner = CliRunner()
-
-
-def tensors(d: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(Path(d).glob("*.safetensors")):
-        out.update(load_file(str(f)))
-    return out
 
 
 def dare_recipe(m) -> MergeRecipe:
