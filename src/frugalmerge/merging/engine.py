@@ -161,7 +161,7 @@ class MergeEngine:
             self._aligner = VocabAligner(self.ckpts, self.ref_key, self.base_model)
         self.others = [k for k in keys if k != self.ref_key]
         self.module = self._load_module()
-        self._params = self._param_views()
+        self._params = self._param_views(self.module)
         self.plan = self._make_plan(parse_bytes(max_device_memory), parse_bytes(max_host_memory))
         self._ref: dict[str, Any] = {}
         self._delta: dict[str, Any] = {}  # name -> tensor [len(others), numel]
@@ -192,24 +192,23 @@ class MergeEngine:
         from transformers import AutoModelForCausalLM
 
         module = AutoModelForCausalLM.from_pretrained(str(self.ckpts[self.ref_key].path), dtype=self.dtype)
+        del torch
+        return self._frozen(module)
+
+    def _frozen(self, module):
+        """``module`` on the engine's device, in eval mode, without gradients."""
         module.to(self.device).eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        del torch
         return module
 
-    def _param_views(self) -> dict[str, Any]:
-        views = {}
-        named = dict(self.module.named_parameters())
-        named.update(dict(self.module.named_buffers()))
-        ref = self.ckpts[self.ref_key]
-        for name in ref.names:
-            if name in named:
-                views[name] = named[name]
-        if LM_HEAD not in views and LM_HEAD in ref.names:
-            head = self.module.get_output_embeddings()
-            if head is not None:
-                views[LM_HEAD] = head.weight
+    @staticmethod
+    def _param_views(module) -> dict[str, Any]:
+        """Tensor name -> parameter (or buffer) of a live module; a tied lm_head is its embedding."""
+        views = dict(module.named_parameters())
+        views.update(dict(module.named_buffers()))
+        if LM_HEAD not in views and module.get_output_embeddings() is not None:
+            views[LM_HEAD] = module.get_output_embeddings().weight
         return views
 
     def _tensor_names(self) -> list[str]:
@@ -471,16 +470,8 @@ class MergeEngine:
                     f"{self.device}, over the device budget of {budget / 2**30:.2f} GiB"
                 )
         with torch.device(self.device):
-            module = AutoModelForCausalLM.from_config(config, dtype=self.dtype)
-        module.eval()
-        for p in module.parameters():
-            p.requires_grad_(False)
-        named = dict(module.named_parameters())
-        named.update(dict(module.named_buffers()))
-        params = dict(named)
-        if LM_HEAD not in params and module.get_output_embeddings() is not None:
-            params[LM_HEAD] = module.get_output_embeddings().weight
-        return module, params
+            module = self._frozen(AutoModelForCausalLM.from_config(config, dtype=self.dtype))
+        return module, self._param_views(module)
 
     def _out_buffer(self, n: int):
         import torch
@@ -552,12 +543,7 @@ class MergeEngine:
         for (model, _), op in zip(job.sources, ops):
             full[model] = (op.ref if op.delta is None else op.ref + op.delta).reshape(-1, rows)
         full.setdefault(self.ref_key, r.reshape(-1, rows))
-        aligner = self._aligner
-        base, aligner.base = aligner.base, recipe_base
-        try:
-            filled = aligner.fill(full, present)
-        finally:
-            aligner.base = base
+        filled = self._aligner.fill(full, present, base=recipe_base)
         # A fresh stack of the job's deltas, in job order, as the CLI merge builds it (the methods
         # then take the same code path, bit for bit); rows a model has keep their cached deltas.
         others = [model for model, _ in job.sources if model != self.ref_key]

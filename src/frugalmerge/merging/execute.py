@@ -103,7 +103,7 @@ class VocabAligner:
         gathered, present = {}, {}
         for k, t in tensors.items():
             gathered[k], present[k] = self.gather(k, t)
-        return self.fill(gathered, present)
+        return self.fill(gathered, present, base=self.base)
 
     def gather(self, key: str, tensor: Any) -> tuple[Any, Any]:
         """``tensor``'s rows moved to their target ids (zeros where ``key`` lacks the token), and
@@ -123,8 +123,9 @@ class VocabAligner:
         out[ok] = tensor[idx[ok]]
         return out, ok
 
-    def fill(self, gathered: dict[str, Any], present: dict[str, Any]) -> dict[str, Any]:
-        """Fill each model's missing rows by mergekit's rule, over the models given here."""
+    def fill(self, gathered: dict[str, Any], present: dict[str, Any], base: Optional[str]) -> dict[str, Any]:
+        """Fill each model's missing rows by mergekit's rule over the models given here, ``base``
+        being the recipe's base model (None without one)."""
         import torch
 
         keys = list(gathered)
@@ -137,8 +138,8 @@ class VocabAligner:
             holders = [k for j, k in enumerate(keys) if has[j, tid]]
             if len(holders) == 1:
                 row = gathered[holders[0]][tid].float()
-            elif self.base in holders:
-                row = gathered[self.base][tid].float()
+            elif base in holders:
+                row = gathered[base][tid].float()
             elif holders:
                 row = sum(gathered[k][tid].float() for k in holders) / len(holders)
             else:
