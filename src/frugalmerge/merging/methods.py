@@ -327,10 +327,15 @@ def _threshold_ranks(op: Operand, ranks: list[int]) -> list[float]:
     """
     if _fusable(op.delta):
         x = op.delta.numpy()
-        hist = op.abs_hist if op.abs_hist is not None else kernels.abs_histogram(x)
+        hist = _abs_hist(op)
         return [kernels.rank_value(x, r, hist) for r in ranks]
     ab = op.delta.abs().to(_F32)
     return [float(torch.kthvalue(ab, r + 1).values) for r in ranks]
+
+
+def _abs_hist(op: Operand) -> Optional[kernels.AbsHistogram]:
+    """The |delta| histogram of a fusable operand: the engine's cached one, else built now."""
+    return op.abs_hist if op.abs_hist is not None else kernels.abs_histogram(op.delta.numpy())
 
 
 def _magnitude_rank(n: int, density: float) -> Optional[int]:
@@ -436,8 +441,7 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
         if defer and density < 1:
             rank = _magnitude_rank(n, density)
             if rank >= 0:
-                hist = op.abs_hist if op.abs_hist is not None else kernels.abs_histogram(op.delta.numpy())
-                select[i] = (hist, rank)
+                select[i] = (_abs_hist(op), rank)
                 continue
         if sparsifier in ("magnitude", "magnitude_outliers"):
             windows[i] = magnitude_bounds(op, density, p.get("gamma", 0.0), sparsifier == "magnitude_outliers")
