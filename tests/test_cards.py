@@ -94,6 +94,15 @@ def test_rebuilding_from_different_data_fails_on_the_hash(zoo, tmp_path):
     np.savez_compressed(folder / RESPONSES_FILE, **arrays)
     with pytest.raises(ZooError, match="differs from the card's training data"):
         refit_card(folder, tmp_path / "out")
+    # the same check guards a search that recalibrates from the card's responses
+    from frugalmerge.estimators.card import load_card_responses
+    from frugalmerge.estimators.errors import CardError
+
+    card = json.loads((folder / "card.json").read_text())
+    with pytest.raises(CardError, match="differs from the card's training data"):
+        load_card_responses(folder, card)
+    (folder / RESPONSES_FILE).unlink()
+    assert load_card_responses(folder, card) is None
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ ARRAYS_FILE = "params.safetensors"
 #: so the card can be refitted and a search can recalibrate at a larger k for free.
 RESPONSES_FILE = "responses.npz"
 
-__all__ = ["save_card", "load_card", "CARD_FORMAT", "RESPONSES_FILE"]
+__all__ = ["save_card", "load_card", "load_card_responses", "CARD_FORMAT", "RESPONSES_FILE"]
 
 
 def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Path,
@@ -75,3 +75,21 @@ def load_card(card_dir: str | Path) -> tuple[Estimator, dict[str, Any]]:
     if est.selected_items_ != list(card["selected_item_ids"]):
         raise CardError(f"{path}: selected_item_ids disagree with the fitted state")
     return est, card
+
+
+def load_card_responses(card_dir: str | Path, card: dict[str, Any]) -> ResponseMatrix | None:
+    """The training responses shipped beside a card (:data:`RESPONSES_FILE`), None when absent.
+
+    Raises :class:`CardError` when they do not hash to the card's training data: a card refitted
+    or recalibrated on other data would silently be another card."""
+    from frugalmerge.estimators.responses import load_responses
+
+    path = Path(card_dir) / RESPONSES_FILE
+    if not path.is_file():
+        return None
+    data = load_responses(path)
+    digest, expected = data.sha256(), card["training_data"]["sha256"]
+    if digest != expected:
+        raise CardError(f"{path}: responses hash {digest[:12]} differs from the card's training data "
+                        f"{expected[:12]} (not the data this card was fitted on)")
+    return data

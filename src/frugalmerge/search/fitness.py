@@ -23,7 +23,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -263,8 +262,9 @@ class BenchmarkObjective(Objective):
         return not self.full and self.spec.card is None
 
     def _load_card(self, all_ids: list[str]) -> None:
-        from frugalmerge.estimators import load_card, load_responses
-        from frugalmerge.estimators.card import RESPONSES_FILE
+        from frugalmerge.estimators import load_card
+        from frugalmerge.estimators.card import load_card_responses
+        from frugalmerge.estimators.errors import CardError
 
         est, card = load_card(self.spec.card)
         known = set(all_ids)
@@ -278,16 +278,16 @@ class BenchmarkObjective(Objective):
         self._card_estimator = (str(card["estimator"]), dict(card.get("params") or {}))
         # A card that ships its training responses (``frugalmerge zoo cards``) doubles as free
         # calibration data: promotions refit the card's estimator at a larger k on it.
-        data_path = Path(self.spec.card) / RESPONSES_FILE
-        if data_path.is_file():
-            data = load_responses(data_path)
-            if data.sha256() != card["training_data"]["sha256"]:
-                raise SearchError(f"objective {self.name!r}: {data_path} is not the data card {self.spec.card} "
-                                  "was fitted on (sha256 differs)")
+        try:
+            data = load_card_responses(self.spec.card, card)
+        except CardError as exc:
+            raise SearchError(f"objective {self.name!r}: {exc}") from None
+        if data is not None:
             outside = [i for i in data.item_ids if i not in known]
             if outside:
-                raise SearchError(f"objective {self.name!r}: {data_path} has item {outside[0]!r}, which is not in "
-                                  f"the search split of {self.spec.benchmark!r}")
+                raise SearchError(f"objective {self.name!r}: the training responses of card {self.spec.card} "
+                                  f"have item {outside[0]!r}, which is not in the search split of "
+                                  f"{self.spec.benchmark!r}")
             self.pool = list(data.item_ids)
             self.calibration = {"models": list(data.model_ids), "values": np.asarray(data.values),
                                 "pool": list(data.item_ids), "means": data.full_scores()}

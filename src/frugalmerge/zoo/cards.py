@@ -242,18 +242,18 @@ def refit_card(card_dir: str | Path, out: str | Path) -> Path:
     """Rebuild a shipped card from its own ``responses.npz`` (same estimator, k, seed) into ``out``.
 
     Raises :class:`ZooError` when the stored responses do not hash to the card's training data."""
-    from frugalmerge.estimators import load_responses
+    from frugalmerge.estimators.card import load_card_responses
+    from frugalmerge.estimators.errors import CardError
 
     card_dir, out = Path(card_dir), Path(out)
     card = json.loads((card_dir / "card.json").read_text())
-    data_path = card_dir / RESPONSES_FILE
-    if not data_path.is_file():
+    try:
+        data = load_card_responses(card_dir, card)
+    except CardError as exc:
+        raise ZooError(str(exc)) from None
+    if data is None:
         raise ZooError(f"{card_dir}: no {RESPONSES_FILE} to rebuild the card from")
-    digest = load_responses(data_path).sha256()
-    if digest != card["training_data"]["sha256"]:
-        raise ZooError(f"{data_path}: responses hash {digest[:12]} differs from the card's training data "
-                       f"{card['training_data']['sha256'][:12]} (not the data this card was fitted on)")
-    fit_card(data_path, out, estimator=card["estimator"], k=int(card["k"]), seed=int(card["fitted"]["seed_"]),
+    fit_card(card_dir / RESPONSES_FILE, out, estimator=card["estimator"], k=int(card["k"]), seed=int(card["fitted"]["seed_"]),
              validation=card.get("validation"))
     return out
 
