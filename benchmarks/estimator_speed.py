@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 
-def synthetic(n: int, m: int, seed: int = 0):
+def synthetic(n: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Binary responses from a known 2PL: P = sigmoid(a (theta - b)); returns (y, theta, a, b)."""
     rng = np.random.default_rng(seed)
     theta = rng.normal(size=n)
     a = np.exp(rng.normal(0.0, 0.3, m))

@@ -19,15 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def synthetic(n: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Binary responses from a known 2PL: P = sigmoid(a (theta - b))."""
-    rng = np.random.default_rng(seed)
-    theta = rng.normal(size=n)
-    a = np.exp(rng.normal(0.0, 0.3, m))
-    b = rng.normal(size=m)
-    p = 1.0 / (1.0 + np.exp(-a * (theta[:, None] - b)))
-    return (rng.random((n, m)) < p).astype(float), theta, a, b
+from estimator_speed import synthetic  # the same known-2PL generator (benchmarks/ is on the path)
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float:
