@@ -95,6 +95,8 @@ def run_bench(
     split = fold_indices(responses.n_models, folds, seed)
     total = len(split) * len(names) * len(k_values)
 
+    from frugalmerge.estimators.adaptive import ResponseOracle
+
     def work(tick) -> None:
         for f, test_rows in enumerate(split):
             train_rows = np.setdiff1d(np.arange(responses.n_models), test_rows)
@@ -104,8 +106,15 @@ def run_bench(
                 for k in k_values:
                     start = time.perf_counter()
                     est = make_estimator(m, **(params or {}).get(m, {})).fit(train, k=k, seed=seed + f)
-                    # Only the chosen items' responses of the test models are revealed (no target).
-                    out = est.predict(test.reveal(est.selected_items_))
+                    if est.sequential:
+                        # Per-model items: an oracle reveals one response per model per step and
+                        # counts them; exactly min(k, available) responses per test model.
+                        oracle = ResponseOracle(test.reveal(test.item_ids))
+                        out = est.predict_sequential(oracle)
+                        oracle.check(k)
+                    else:
+                        # Only the chosen items' responses of the test models are revealed (no target).
+                        out = est.predict(test.reveal(est.selected_items_))
                     pred[(m, k)][test_rows] = out.score
                     se[(m, k)][test_rows] = out.se
                     secs[(m, k)] += time.perf_counter() - start

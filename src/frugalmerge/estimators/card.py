@@ -34,7 +34,7 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
         "format": CARD_FORMAT,
         "estimator": meta["estimator"],
         "params": meta["params"],
-        "k": len(estimator.selected_items_),
+        "k": int(getattr(estimator, "k_", len(estimator.selected_items_))),
         "selected_item_ids": estimator.selected_items_,
         "irt_settings": meta["fitted"].get("irt_settings_"),
         "validation": validation,

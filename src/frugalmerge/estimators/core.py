@@ -47,7 +47,7 @@ def register_estimator(name: str) -> Callable[[type[Estimator]], type[Estimator]
 
 
 def _load_methods() -> None:
-    from frugalmerge.estimators import default, methods  # noqa: F401  (registers the estimators)
+    from frugalmerge.estimators import adaptive, default, methods  # noqa: F401  (registers the estimators)
 
 
 def estimator_names() -> list[str]:
@@ -72,6 +72,9 @@ class Estimator:
     """
 
     name: ClassVar[str] = "base"
+    #: True for estimators that choose items per model, one response at a time
+    #: (``predict_sequential(oracle)``); the benchmark then reveals responses through an oracle.
+    sequential: ClassVar[bool] = False
     #: parameter names accepted by ``__init__`` (validated, stored in cards)
     param_names: ClassVar[tuple[str, ...]] = ()
 
