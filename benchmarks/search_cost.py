@@ -7,6 +7,8 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
 * ``calibrated`` - the estimator (``--estimator``) is calibrated inside the run on sources + base +
   naive average + ``--random-merges`` random merges over a ``--pool``-item pool (counted in the run's
   items);
+* ``rotN`` - no estimator: each candidate scored on N items of the search split drawn for it alone
+  (``rotating: N``; their plain mean), meant with ``:surrogategp``, which pools every candidate's items;
 * ``card`` - the shipped estimator cards (``--cards``, written once by ``frugalmerge zoo cards``):
   no calibration in the run; each candidate costs the card's k items; ``card@DIR`` uses the cards
   folder DIR instead (e.g. cards built with pilot searches), so several card sets compare in one run;
@@ -15,7 +17,10 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
 * ``:raceZ`` (with ``:promoteN@K``) - racing: only new candidates whose estimate + Z standard errors
   reaches the best value of the earlier generations are promoted (at most N);
 * ``:promoteN@K`` - per generation, the N best new candidates are re-estimated on K items (the
-  card's estimator refitted at K on the card's training responses; counted).
+  card's estimator refitted at K on the card's training responses; counted);
+* ``:surrogateNAME`` (e.g. ``:surrogategp``) - ``fidelity.surrogate``: the optimiser and the final
+  pick see a smoother's posterior mean over every evaluated candidate instead of each one's own
+  estimate; ``:ucbZ`` promotes by the surrogate's mean + Z SD; ``:pickp`` picks among the promoted only.
 
 The one-off cost of the cards (their training models' item evaluations, from ``cards.json``) is
 reported next to the ratio, and the ratio with that cost amortised over one run. The TRUE test
@@ -64,9 +69,15 @@ class Variant:
     cards: str | None = None  # ``card@DIR``: this variant's cards folder instead of ``--cards``
     final_k: int | None = None  # ``finalN@K``: the top N re-estimated on K items (None: the whole split)
     race_z: float | None = None  # ``raceZ``: racing promotions (FidelitySpec.racing_z)
+    surrogate: str | None = None  # ``surrogateNAME``: FidelitySpec.surrogate
+    ucb_z: float | None = None  # ``ucbZ``: FidelitySpec.surrogate_ucb_z
+    pick_promoted: bool = False  # ``pickp``: FidelitySpec.surrogate_pick_promoted
+    rotating: int = 0  # ``rotN``: ObjectiveSpec.rotating
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
-        if self.card:
+        if self.rotating:
+            text = f"{self.rotating} rotating items per candidate (plain mean)"
+        elif self.card:
             ks = ", ".join(f"{b} k = {v}" for b, v in card_k.items())
             text = f"card ({ks}{', ' + Path(self.cards).name if self.cards else ''})"
         else:
@@ -75,6 +86,12 @@ class Variant:
             text += f", {self.promote} promoted/generation to {self.promote_k or 'the whole split of'} items"
             if self.race_z is not None:
                 text += f" (racing: estimate + {self.race_z:g} SE >= incumbent)"
+        if self.surrogate:
+            text += f", {self.surrogate} surrogate over all candidates"
+            if self.ucb_z is not None:
+                text += f" (promotion by mean + {self.ucb_z:g} SD)"
+            if self.pick_promoted:
+                text += " (pick among promoted)"
         if self.final_top:
             where = (f"{self.final_k} items" if self.final_k else
                      "the whole search split" if self.card else "the calibration pool")
@@ -86,21 +103,33 @@ def parse_variant(text: str) -> Variant:
     """``card:final2:promote1@50`` -> :class:`Variant` (one clear error on anything else)."""
     head, *opts = text.strip().split(":")
     head, _, cards_dir = head.partition("@")
-    if head not in ("card", "calibrated") or (cards_dir and head != "card"):
-        raise SystemExit(f"search_cost: variant {text!r} must start with 'card' or 'calibrated'")
+    rot = re.fullmatch(r"rot(\d+)", head)
+    if (head not in ("card", "calibrated") and not rot) or (cards_dir and head != "card"):
+        raise SystemExit(f"search_cost: variant {text!r} must start with 'card', 'calibrated' or 'rotN'")
     final_top, final_k, promote, promote_k, race_z = 0, None, 0, None, None
+    surrogate, ucb_z, pick_promoted = None, None, False
     for opt in opts:
         if m := re.fullmatch(r"final(\d+)(?:@(\d+))?", opt):
             final_top, final_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         elif m := re.fullmatch(r"race(\d+(?:\.\d+)?)", opt):
             race_z = float(m.group(1))
+        elif m := re.fullmatch(r"surrogate([a-z_]+)", opt):
+            surrogate = m.group(1)
+        elif m := re.fullmatch(r"ucb(\d+(?:\.\d+)?)", opt):
+            ucb_z = float(m.group(1))
+        elif opt == "pickp":
+            pick_promoted = True
         elif m := re.fullmatch(r"promote(\d+)(?:@(\d+))?", opt):
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
-            raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} (finalN[@K], promoteN[@K], raceZ)")
+            raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} "
+                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp)")
     if race_z is not None and not promote:
         raise SystemExit(f"search_cost: variant {text!r}: raceZ needs promoteN")
-    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z)
+    if (ucb_z is not None or pick_promoted) and not surrogate:
+        raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp need surrogateNAME")
+    return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z,
+                   surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -129,12 +158,18 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
            "name": f"{raw['name']}-{'full' if variant is None else _slug(variant.label)}-seed{seed}"}
     if variant is None:
         return cfg
+    if variant.rotating:
+        cfg["objectives"] = [{**o, "rotating": variant.rotating} for o in objectives]
     if variant.card:
         folder = Path(variant.cards) if variant.cards else cards
         cfg["objectives"] = [{**o, "card": str(folder.resolve() / o["benchmark"])} for o in objectives]
     if variant.promote:
         cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k,
                            **({"racing_z": variant.race_z} if variant.race_z is not None else {})}
+    if variant.surrogate:
+        cfg["fidelity"] = {**cfg["fidelity"], "surrogate": variant.surrogate,
+                           **({"surrogate_ucb_z": variant.ucb_z} if variant.ucb_z is not None else {}),
+                           **({"surrogate_pick_promoted": True} if variant.pick_promoted else {})}
     if variant.final_top:
         # k above any split size: the promotion is the plain mean over the whole search split.
         cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000}}

@@ -118,6 +118,8 @@ def test_decoded_recipes_validate_as_merge_recipes(tiny_models):
                      {"name": "b", "function": "search_objectives:second_weight"}]}, "single-objective"),
     ({"search": {"density": {"bounds": [0, 1]}}}, "search.density: parameter not used"),
     ({"objectives": [{"name": "f", "function": "search_objectives:nope"}]}, "cannot import function"),
+    ({"fidelity": {"surrogate": "kriging"}}, "fidelity.surrogate: unknown surrogate 'kriging'"),
+    ({"fidelity": {"surrogate_ucb_z": 1.0}}, "need fidelity.surrogate"),
 ])
 def test_bad_configs_raise_one_clear_error(tiny_models, over, message):
     with pytest.raises(ConfigError) as err:
@@ -213,14 +215,17 @@ def _strip(result: dict) -> dict:
     return json.loads(json.dumps(result))
 
 
-@pytest.mark.parametrize("algo, objectives", [
-    ("ga", [{"name": "close", "function": "search_objectives:closeness"}]),
+@pytest.mark.parametrize("algo, objectives, fidelity", [
+    ("ga", [{"name": "close", "function": "search_objectives:closeness"}], {}),
     ("nsga2", [{"name": "a", "function": "search_objectives:first_weight"},
-               {"name": "b", "function": "search_objectives:second_weight"}]),
+               {"name": "b", "function": "search_objectives:second_weight"}], {}),
+    # the surrogate is rebuilt from the checkpointed candidates: the same smoothed values and pick
+    ("ga", [{"name": "close", "function": "search_objectives:noisy_closeness"}],
+     {"surrogate": "gp", "promote_per_generation": 1, "surrogate_ucb_z": 1.0}),
 ])
-def test_kill_9_and_resume_matches_uninterrupted(tiny_models, tmp_path, algo, objectives):
+def test_kill_9_and_resume_matches_uninterrupted(tiny_models, tmp_path, algo, objectives, fidelity):
     raw = _cfg(tiny_models, algorithm={"name": algo, "pop_size": 6}, objectives=objectives,
-               budget={"generations": 5})
+               budget={"generations": 5}, fidelity=fidelity)
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(raw))
     # Uninterrupted reference run (in process: the same code path as the CLI).

@@ -160,3 +160,34 @@ def test_estimator_card_objective_needs_no_calibration(smoke_zoo, tmp_path):
     assert all(r["items"] == 6 for r in log)
     with pytest.raises(ConfigError, match="no estimator card"):
         config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "card": str(tmp_path / "nope")}]))
+
+
+def test_rotating_items_per_candidate_with_surrogate(smoke_zoo, tmp_path):
+    """``rotating: 6``: each candidate scored on its own 6 search items (no calibration), the plain
+    mean; promotions extend the same per-candidate draw; the surrogate picks the final merge."""
+    from frugalmerge.search.fitness import Fitness
+    from frugalmerge.search.space import SearchSpace
+
+    obj = [{"name": "math_de", "benchmark": "math_de", "rotating": 6}]
+    raw = _raw(smoke_zoo, objectives=obj, fidelity={"promote_per_generation": 1, "k": 9, "surrogate": "gp"},
+               final={"test": False, "export": "none"})
+    result = run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    assert result["calibration_items"] == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    cands = [r for r in log if "recipe" in r]
+    promos = [r for r in log if "promotion" in r]
+    assert all(r["items"] == 6 for r in cands) and all(r["items"] == 9 for r in promos)
+    assert len(promos) == 2 and result["items_evaluated"] == 6 * len(cands) + 9 * 2
+    for r in cands:
+        assert r["estimate"]["math_de"]["value"] in {i / 6 for i in range(7)}
+    # the draw: 6 distinct search items per candidate, fixed by (seed, recipe), a prefix of the promotion's
+    cfg = config_from_dict(raw)
+    fit = Fitness.build(cfg, SearchSpace(cfg))
+    fit.calibrate()
+    o = fit.objectives[0]
+    a, b = cands[0]["key"], cands[1]["key"]
+    assert len(set(o._rotation(a, 6))) == 6 and o._rotation(a, 6) == o._rotation(a, 6)
+    assert o._rotation(a, 6) != o._rotation(b, 6)
+    assert set(o._rotation(a, 6)) <= set(o._rotation(a, 9))
+    with pytest.raises(ConfigError, match="rotating items need a benchmark"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{**obj[0], "card": "/x"}]))

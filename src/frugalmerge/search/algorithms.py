@@ -118,6 +118,14 @@ class PymooOptimizer:
         Evaluator().eval(StaticProblem(self.problem, F=np.asarray(F, dtype=np.float64)), pop)
         self.algorithm.tell(infills=pop)
 
+    def rescore(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Replace the objective values of the current population by ``fn(X)`` (minimised), e.g.
+        when a surrogate refitted on more data revises them; the next survival compares fresh values."""
+        pop = getattr(self.algorithm, "pop", None)
+        if pop is None or len(pop) == 0:
+            return
+        pop.set("F", np.asarray(fn(np.asarray(pop.get("X"), dtype=np.float64)), dtype=np.float64))
+
 
 @register_algorithm("ga", description="genetic algorithm (pymoo GA: SBX crossover, polynomial mutation)")
 def _ga(n_var: int, n_obj: int, pop_size: int, seed: int, **options: Any) -> Optimizer:

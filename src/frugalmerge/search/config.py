@@ -175,11 +175,20 @@ class ObjectiveSpec(_Frozen):
     #: a fitted estimator card (``frugalmerge estimators fit``) used as is: no calibration, its
     #: selected items must belong to the benchmark's search split
     card: Path | None = None
+    #: rotating items instead of an estimator: each candidate is scored on ``rotating`` items of the
+    #: search split drawn for it alone (seeded by the run's seed and the recipe), their plain mean:
+    #: unbiased but noisy, meant for ``fidelity.surrogate``, which pools every candidate's items
+    #: (a fixed subset cannot average out: every candidate shares its quirks). A promotion to k
+    #: items scores the first k items of the same per-candidate draw. No calibration, no card.
+    rotating: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> ObjectiveSpec:
         if (self.benchmark is None) == (self.function is None):
             raise ValueError(f"objective {self.name!r} needs exactly one of `benchmark` or `function`")
+        if self.rotating and (self.benchmark is None or self.card is not None or self.adaptive):
+            raise ValueError(f"objective {self.name!r}: rotating items need a benchmark, and exclude "
+                             "`card` and `adaptive`")
         if self.function is not None and ":" not in self.function:
             raise ValueError(f"objective {self.name!r}: function must look like 'module:attribute', got {self.function!r}")
         return self
@@ -244,6 +253,19 @@ class FidelitySpec(_Frozen):
     promote_per_generation: int = Field(default=0, ge=0)
     k: int | None = Field(default=None, ge=1)
     racing_z: float | None = Field(default=None, ge=0.0)
+    #: ``surrogate`` (a name of :func:`frugalmerge.search.surrogate.surrogate_names`, e.g. ``gp``):
+    #: after each generation a smoother is refitted on every evaluated candidate (genotype, estimate,
+    #: SE; promoted ones with their high-fidelity estimate) and the optimiser is told each
+    #: candidate's posterior mean instead of its own noisy estimate; the final pick is the
+    #: candidate with the best posterior mean. Why: near the optimum a 10-item estimate takes a
+    #: handful of values, while neighbouring genotypes together tell good from better.
+    surrogate: str | None = None
+    #: With a surrogate: promote the new candidates with the best posterior mean + ``surrogate_ucb_z``
+    #: posterior SDs (an upper confidence bound) instead of the best raw estimates.
+    surrogate_ucb_z: float | None = Field(default=None, ge=0.0)
+    #: With a surrogate and promotions: choose the final merge among the promoted candidates only
+    #: (True) or among every evaluated candidate (False).
+    surrogate_pick_promoted: bool = False
 
 
 class FinalSpec(_Frozen):
@@ -406,6 +428,14 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
     if cfg.algorithm.name not in algorithms:
         raise ConfigError(f"config: algorithm.name: unknown algorithm {cfg.algorithm.name!r} "
                           f"(known: {', '.join(algorithms)})")
+    if cfg.fidelity.surrogate is not None:
+        from frugalmerge.search.surrogate import surrogate_names
+
+        if cfg.fidelity.surrogate not in surrogate_names():
+            raise ConfigError(f"config: fidelity.surrogate: unknown surrogate {cfg.fidelity.surrogate!r} "
+                              f"(known: {', '.join(surrogate_names())})")
+    elif cfg.fidelity.surrogate_ucb_z is not None or cfg.fidelity.surrogate_pick_promoted:
+        raise ConfigError("config: fidelity.surrogate_ucb_z / surrogate_pick_promoted need fidelity.surrogate")
     if cfg.method.choices == (STACKING_METHOD,) or cfg.stacking is not None:
         _check_stacking(cfg)
     else:

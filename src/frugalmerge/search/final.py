@@ -42,15 +42,19 @@ def _ranked(run: SearchRun, entries: list[dict[str, Any]]) -> tuple[list[dict[st
     from frugalmerge.search.loop import objective_matrix, pareto_mask
 
     entries = sorted(entries, key=lambda e: e["order"])
+    fidelity = run.config.fidelity
     promoted = [e for e in entries if "cheap_estimate" in e]
-    if promoted:  # multi-fidelity: choose among the candidates evaluated at high fidelity
+    # multi-fidelity: choose among the candidates evaluated at high fidelity (with a surrogate, its
+    # posterior mean already pools them with everything else: every candidate, unless asked)
+    if promoted and (not fidelity.surrogate or fidelity.surrogate_pick_promoted):
         entries = promoted
-    vals = objective_matrix(entries, run.names)
+    field = "smoothed" if fidelity.surrogate and all("smoothed" in e for e in entries) else "estimate"
+    vals = objective_matrix(entries, run.names, field)
     if len(run.names) == 1:
-        ranked = sorted(entries, key=lambda e: (-e["estimate"][run.names[0]]["value"], e["order"]))
+        ranked = sorted(entries, key=lambda e: (-e[field][run.names[0]]["value"], e["order"]))
         return ranked, ranked[:1]
     front = [e for e, keep in zip(entries, pareto_mask(vals)) if keep]
-    fvals = objective_matrix(front, run.names)
+    fvals = objective_matrix(front, run.names, field)
     lo, hi = fvals.min(axis=0), fvals.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     dist = np.sqrt(((1.0 - (fvals - lo) / span) ** 2).sum(axis=1))
@@ -88,7 +92,7 @@ def _choose(run: SearchRun, ranked: list[dict[str, Any]], promoted: dict[str, di
 def _public(entry: dict[str, Any], promoted: dict[str, dict[str, Any]], test: dict[str, Any] | None) -> dict[str, Any]:
     return {"key": entry["key"], "generation": entry["generation"], "order": entry["order"],
             "recipe": entry["recipe"], "genotype": entry["genotype"], "estimate": entry["estimate"],
-            "cheap_estimate": entry.get("cheap_estimate"),
+            "cheap_estimate": entry.get("cheap_estimate"), "smoothed": entry.get("smoothed"),
             "promoted": promoted.get(entry["key"]), "test": test}
 
 

@@ -11,7 +11,8 @@ Objective kinds live in a registry (``@register_objective``):
   items of it); the estimator is fitted on that response matrix (target = each model's pool mean)
   with ``k`` and the run's seed. Every one of those item evaluations counts in the run's items.
 * ``function`` - ``module:attr`` called with the recipe dict and ``split`` ("search"/"test"),
-  returning a score to maximise (1 item per call); for custom or synthetic objectives.
+  returning a score to maximise, or a (score, standard error) pair (1 item per call); for custom or
+  synthetic objectives.
 
 The TEST split is only touched by :meth:`Objective.test_score`, at the end of a run.
 """
@@ -187,11 +188,21 @@ class FunctionObjective(Objective):
         super().__init__(spec, config, host)
         self.fn = resolve_function(spec.function or "", spec.name)
 
+    def _call(self, recipe: dict[str, Any], split: str) -> tuple[float, float]:
+        """The function's (value, standard error): it returns a score, or a (score, se) pair."""
+        out = self.fn(recipe, split=split)
+        if isinstance(out, (tuple, list)):
+            if len(out) != 2:
+                raise SearchError(f"objective {self.name!r}: {self.spec.function} must return a score or a "
+                                  f"(score, se) pair, got {len(out)} values")
+            return float(out[0]), float(out[1])
+        return float(out), 0.0
+
     def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
-        return Score(float(self.fn(recipe, split="search")), 0.0, 1)
+        return Score(*self._call(recipe, "search"), 1)
 
     def test_score(self, recipe: dict[str, Any], key: str) -> TestScore:
-        return TestScore(float(self.fn(recipe, split="test")), 0.0, 1)
+        return TestScore(*self._call(recipe, "test"), 1)
 
     def describe(self) -> str:
         return f"{self.name}: function {self.spec.function}"
@@ -259,7 +270,22 @@ class BenchmarkObjective(Objective):
 
     @property
     def needs_calibration(self) -> bool:
-        return not self.full and self.spec.card is None
+        return not self.full and self.spec.card is None and not self.spec.rotating
+
+    def _rotation(self, key: str, n: int) -> list[str]:
+        """The first ``n`` items of candidate ``key``'s own random order of the pool (seeded by the
+        run's seed and the recipe key: the same candidate always gets the same items)."""
+        rng = np.random.default_rng([self.config.seed, 15485863, int(key[:15], 16)])
+        order = rng.permutation(len(self.pool))[: min(n, len(self.pool))]
+        return [self.pool[i] for i in sorted(order)]
+
+    def _rotating_score(self, recipe: dict[str, Any], key: str, n: int) -> Score:
+        items = self._rotation(key, n)
+        resp = self._responses(self.search_bench, recipe, key, items)
+        hits = float(sum(resp[i] for i in items))
+        # SE from the add-one smoothed rate: an estimate of 0 or 1 correct still has noise
+        p = (hits + 1.0) / (len(items) + 2.0)
+        return Score(hits / len(items), binomial_se(p, len(items)), len(items))
 
     def _load_card(self, all_ids: list[str]) -> None:
         from frugalmerge.estimators import load_card
@@ -307,6 +333,9 @@ class BenchmarkObjective(Objective):
         all_ids = [item.id for item in self.search_bench.items]
         if self.full:
             self.items = all_ids
+            return 0
+        if self.spec.rotating:
+            self.pool, self.items = all_ids, []
             return 0
         if self.spec.card is not None:
             self._load_card(all_ids)
@@ -394,6 +423,8 @@ class BenchmarkObjective(Objective):
     def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
         if self.spec.adaptive and not self.full:
             return self._adaptive(recipe, key, self.spec.k)
+        if self.spec.rotating and not self.full:
+            return self._rotating_score(recipe, key, self.spec.rotating)
         resp = self._responses(self.search_bench, recipe, key, self.items)
         if self.full or self.estimator is None:
             mean = float(np.mean([resp[i] for i in self.items]))
@@ -403,6 +434,8 @@ class BenchmarkObjective(Objective):
 
     def promote(self, recipe: dict[str, Any], key: str, k: int) -> Score:
         """Re-estimate on ``k`` items (an estimator refitted with k on the calibration data)."""
+        if self.spec.rotating and not self.full:
+            return self._rotating_score(recipe, key, max(k, self.spec.rotating))
         if self.full or self.estimator is None:
             return self.evaluate(recipe, key)
         if self.spec.adaptive and k < len(self.pool):
@@ -444,6 +477,9 @@ class BenchmarkObjective(Objective):
         if self.spec.card is not None:
             return (f"{self.name}: benchmark {self.spec.benchmark}, estimator card {self.spec.card} "
                     f"({len(self.items)} items)")
+        if self.spec.rotating:
+            return (f"{self.name}: benchmark {self.spec.benchmark}, {self.spec.rotating} rotating items per "
+                    f"candidate of {len(self.pool)} (plain mean)")
         if self.spec.adaptive:
             return (f"{self.name}: benchmark {self.spec.benchmark}, sequential adaptive test of {self.spec.k} "
                     f"of {len(self.pool)} pool items (2PL IRT, p-IRT estimate)")

@@ -182,8 +182,15 @@ class SearchRun:
         spec = self.config.fidelity
         fresh = {e["key"]: e for e in entries
                  if e["generation"] == state.generation + 1 and "cheap_estimate" not in e}
-        ranked = sorted(fresh.values(), key=lambda e: (-float(np.mean([e["estimate"][n]["value"] for n in self.names])),
-                                                       e["order"]))
+        if spec.surrogate and spec.surrogate_ucb_z is not None:
+            z = spec.surrogate_ucb_z
+
+            def score(e: dict[str, Any]) -> float:
+                return float(np.mean([e["smoothed"][n]["value"] + z * e["smoothed"][n]["se"] for n in self.names]))
+        else:
+            def score(e: dict[str, Any]) -> float:
+                return float(np.mean([e["estimate"][n]["value"] for n in self.names]))
+        ranked = sorted(fresh.values(), key=lambda e: (-score(e), e["order"]))
         if spec.racing_z is not None:
             ranked = self._contenders(state, ranked, spec.racing_z)
         for entry in ranked[:spec.promote_per_generation]:
@@ -210,16 +217,46 @@ class SearchRun:
         incumbent = max(mean(e, "value") for e in earlier)
         return [e for e in ranked if mean(e, "value") + z * mean(e, "se") >= incumbent]
 
+    def _smooth(self, state: SearchState) -> None:
+        """Refit the surrogate on every evaluated candidate and store each one's posterior mean and
+        SD as ``entry["smoothed"]`` (a pure function of the cache: a resumed run gets the same)."""
+        from frugalmerge.search.surrogate import genotype_features, make_surrogate
+
+        entries = sorted(state.cache.values(), key=lambda e: e["order"])
+        Z, groups = genotype_features(self.space, np.asarray([e["genotype"] for e in entries]))
+        smoothed: list[dict[str, dict[str, float]]] = [{} for _ in entries]
+        for n in self.names:
+            y = np.asarray([e["estimate"][n]["value"] for e in entries], dtype=np.float64)
+            se = np.asarray([e["estimate"][n]["se"] for e in entries], dtype=np.float64)
+            model = make_surrogate(self.config.fidelity.surrogate or "").fit(Z, groups, y, se)
+            mean, sd = model.predict(Z, groups)
+            for row, m, s in zip(smoothed, mean, sd):
+                row[n] = {"value": float(m), "se": float(s)}
+        for e, row in zip(entries, smoothed):
+            e["smoothed"] = row
+
+    def _rank_field(self) -> str:
+        """The entry field the optimiser and the final pick see: the surrogate's or the estimate."""
+        return "smoothed" if self.config.fidelity.surrogate else "estimate"
+
     def _generation(self, state: SearchState) -> None:
         X = np.asarray(state.optimizer.ask(), dtype=np.float64)
         entries = [self._evaluate(state, x) for x in X]
-        if self.config.fidelity.promote_per_generation:
+        fidelity = self.config.fidelity
+        if fidelity.promote_per_generation:
+            if fidelity.surrogate and fidelity.surrogate_ucb_z is not None:
+                self._smooth(state)  # the promotion ranks by the surrogate's upper confidence bound
             self._promote(state, entries)
-        values = objective_matrix(entries, self.names)
+        if fidelity.surrogate:
+            self._smooth(state)
+            rescore = getattr(state.optimizer, "rescore", None)
+            if rescore is not None:  # the survivors' values from earlier generations: refreshed too
+                rescore(lambda X_old: -self._surrogate_values(state, X_old))
+        values = objective_matrix(entries, self.names, self._rank_field())
         state.optimizer.tell(X, -values)
         state.generation += 1
         state.log_lines = self.log.lines
-        everything = objective_matrix(list(state.cache.values()), self.names)
+        everything = objective_matrix(list(state.cache.values()), self.names, self._rank_field())
         front = everything[pareto_mask(everything)]
         state.history = [*(state.history or []), {
             "generation": state.generation,
@@ -230,6 +267,11 @@ class SearchRun:
             "hypervolume": hypervolume(front) if len(self.names) > 1 else float(everything[:, 0].max()),
         }]
         save_checkpoint(self.run_dir, state.snapshot(self.fitness))
+
+    def _surrogate_values(self, state: SearchState, X: np.ndarray) -> np.ndarray:
+        """The smoothed values of already evaluated genotypes ``X`` (rows of the optimiser's population)."""
+        rows = [state.cache[recipe_key(self.space.decode(x))]["smoothed"] for x in np.asarray(X)]
+        return np.asarray([[r[n]["value"] for n in self.names] for r in rows], dtype=np.float64)
 
     def _should_continue(self, state: SearchState) -> bool:
         budget = self.config.budget
