@@ -107,6 +107,7 @@ class AdaptiveBatch:
         x, _, _, _ = est._arrays()
         q = available.shape[0]
         self.est = est
+        self.budget = int(est.k_)
         self.log_w = np.zeros((q, x.shape[0]))
         if exclude is not None:
             # Training models validated on themselves: their own row is not a prototype.
@@ -117,21 +118,25 @@ class AdaptiveBatch:
 
     def next_items(self) -> np.ndarray:
         """Per model, the open item of least expected posterior variance of the target (-1 if none)."""
-        _, t, e1, e0 = self.est._arrays()
-        w = _softmax_rows(self.log_w)
-        obj = np.zeros(self.open.shape)
-        # p(y) * Var_{w|y}(t) = E_w[L_y t^2] - E_w[L_y t]^2 / E_w[L_y], summed over y in {0, 1}
-        # (L_y = exp(-gamma |x - y|) is each prototype's likelihood of answering y).
-        for lik in (e1, e0):
-            z = w @ lik
-            m1 = w @ (lik * t[:, None])
-            m2 = w @ (lik * (t**2)[:, None])
-            obj += m2 - m1**2 / np.maximum(z, 1e-300)
-        obj /= w @ (e1 + e0)
-        obj[~self.open] = np.inf
-        cols = np.argmin(obj, axis=1)
-        cols[~self.open.any(axis=1)] = -1
+        cols = np.where(self.open.any(axis=1), np.argmax(self.open, axis=1), -1)
+        # Models whose open items all fit in the remaining budget get every one of them in any
+        # order (the estimate depends only on the set asked): no choice to compute (k = all is cheap).
+        choose = np.flatnonzero(self.open.sum(axis=1) > self.budget - len(self.cols))
+        if choose.size:
+            cols[choose] = self._best(choose)
         return cols
+
+    def _best(self, rows: np.ndarray) -> np.ndarray:
+        lik = self.est._likelihoods()
+        w = _softmax_rows(self.log_w[rows])
+        obj = np.zeros((rows.size, self.open.shape[1]))
+        # p(y) * Var_{w|y}(t) = (E_w[L_y t^2] - E_w[L_y t]^2 / E_w[L_y]) / E_w[L_0 + L_1], summed
+        # over y in {0, 1} (L_y = exp(-gamma |x - y|) is each prototype's likelihood of answering y).
+        for z, m1, m2 in lik:
+            obj += w @ m2 - (w @ m1) ** 2 / np.maximum(w @ z, 1e-300)
+        obj /= w @ (lik[0][0] + lik[1][0])
+        obj[~self.open[rows]] = np.inf
+        return np.argmin(obj, axis=1)
 
     def record(self, cols: np.ndarray, values: np.ndarray) -> None:
         """Update the weights with one revealed response per model (``cols`` -1 = none)."""
@@ -207,6 +212,7 @@ class Adaptive(Estimator):
         self.t_ = np.asarray(train.full_scores(), dtype=np.float64)
         self.selected_ = list(train.item_ids)
         self.__dict__.pop("_cache", None)
+        self.__dict__.pop("_lik", None)
         self.se_scale_ = 1.0
         self.se_floor_ = 0.0
         self._validate_se(seed)
@@ -220,6 +226,15 @@ class Adaptive(Estimator):
             cache = (x, np.asarray(self.t_, dtype=np.float64), np.exp(-g * (1.0 - x)), np.exp(-g * x))
             self.__dict__["_cache"] = cache
         return cache
+
+    def _likelihoods(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        """Per answer y in (1, 0): (L_y, L_y * t, L_y * t^2) over prototypes x items, cached."""
+        lik = self.__dict__.get("_lik")
+        if lik is None:
+            _, t, e1, e0 = self._arrays()
+            lik = tuple((e, e * t[:, None], e * (t**2)[:, None]) for e in (e1, e0))
+            self.__dict__["_lik"] = lik
+        return lik
 
     def _validate_se(self, seed: int) -> None:
         """Run up to SE_SAMPLE training models through the procedure without themselves as
