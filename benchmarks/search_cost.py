@@ -20,7 +20,8 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
   card's estimator refitted at K on the card's training responses; counted);
 * ``:surrogateNAME`` (e.g. ``:surrogategp``) - ``fidelity.surrogate``: the optimiser and the final
   pick see a smoother's posterior mean over every evaluated candidate instead of each one's own
-  estimate; ``:ucbZ`` promotes by the surrogate's mean + Z SD; ``:pickp`` picks among the promoted only.
+  estimate; ``:ucbZ`` promotes by the surrogate's mean + Z SD; ``:pickp`` picks among the promoted only;
+  ``:nosteer``: the optimiser sees its own estimates, the surrogate only chooses the final merge.
 
 The one-off cost of the cards (their training models' item evaluations, from ``cards.json``) is
 reported next to the ratio, and the ratio with that cost amortised over one run. The TRUE test
@@ -73,6 +74,7 @@ class Variant:
     ucb_z: float | None = None  # ``ucbZ``: FidelitySpec.surrogate_ucb_z
     pick_promoted: bool = False  # ``pickp``: FidelitySpec.surrogate_pick_promoted
     rotating: int = 0  # ``rotN``: ObjectiveSpec.rotating
+    steer: bool = True  # ``nosteer``: FidelitySpec.surrogate_steer False
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
         if self.rotating:
@@ -92,6 +94,8 @@ class Variant:
                 text += f" (promotion by mean + {self.ucb_z:g} SD)"
             if self.pick_promoted:
                 text += " (pick among promoted)"
+            if not self.steer:
+                text = text.replace("gp surrogate over all candidates", "final pick by a gp surrogate over all candidates")
         if self.final_top:
             where = (f"{self.final_k} items" if self.final_k else
                      "the whole search split" if self.card else "the calibration pool")
@@ -107,7 +111,7 @@ def parse_variant(text: str) -> Variant:
     if (head not in ("card", "calibrated") and not rot) or (cards_dir and head != "card"):
         raise SystemExit(f"search_cost: variant {text!r} must start with 'card', 'calibrated' or 'rotN'")
     final_top, final_k, promote, promote_k, race_z = 0, None, 0, None, None
-    surrogate, ucb_z, pick_promoted = None, None, False
+    surrogate, ucb_z, pick_promoted, steer = None, None, False, True
     for opt in opts:
         if m := re.fullmatch(r"final(\d+)(?:@(\d+))?", opt):
             final_top, final_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
@@ -119,17 +123,19 @@ def parse_variant(text: str) -> Variant:
             ucb_z = float(m.group(1))
         elif opt == "pickp":
             pick_promoted = True
+        elif opt == "nosteer":
+            steer = False
         elif m := re.fullmatch(r"promote(\d+)(?:@(\d+))?", opt):
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
             raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} "
-                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp)")
+                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp, nosteer)")
     if race_z is not None and not promote:
         raise SystemExit(f"search_cost: variant {text!r}: raceZ needs promoteN")
-    if (ucb_z is not None or pick_promoted) and not surrogate:
-        raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp need surrogateNAME")
+    if (ucb_z is not None or pick_promoted or not steer) and not surrogate:
+        raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp / nosteer need surrogateNAME")
     return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z,
-                   surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0)
+                   surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0, steer)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -169,7 +175,8 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
     if variant.surrogate:
         cfg["fidelity"] = {**cfg["fidelity"], "surrogate": variant.surrogate,
                            **({"surrogate_ucb_z": variant.ucb_z} if variant.ucb_z is not None else {}),
-                           **({"surrogate_pick_promoted": True} if variant.pick_promoted else {})}
+                           **({"surrogate_pick_promoted": True} if variant.pick_promoted else {}),
+                           **({"surrogate_steer": False} if not variant.steer else {})}
     if variant.final_top:
         # k above any split size: the promotion is the plain mean over the whole search split.
         cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000}}

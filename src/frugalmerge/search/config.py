@@ -266,6 +266,9 @@ class FidelitySpec(_Frozen):
     #: With a surrogate and promotions: choose the final merge among the promoted candidates only
     #: (True) or among every evaluated candidate (False).
     surrogate_pick_promoted: bool = False
+    #: With a surrogate: the optimiser is told the posterior means (True), or its own estimates as
+    #: without a surrogate, the surrogate then choosing only the final merge (False).
+    surrogate_steer: bool = True
 
 
 class FinalSpec(_Frozen):
@@ -434,8 +437,10 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
         if cfg.fidelity.surrogate not in surrogate_names():
             raise ConfigError(f"config: fidelity.surrogate: unknown surrogate {cfg.fidelity.surrogate!r} "
                               f"(known: {', '.join(surrogate_names())})")
-    elif cfg.fidelity.surrogate_ucb_z is not None or cfg.fidelity.surrogate_pick_promoted:
-        raise ConfigError("config: fidelity.surrogate_ucb_z / surrogate_pick_promoted need fidelity.surrogate")
+    elif (cfg.fidelity.surrogate_ucb_z is not None or cfg.fidelity.surrogate_pick_promoted
+          or not cfg.fidelity.surrogate_steer):
+        raise ConfigError("config: fidelity.surrogate_ucb_z / surrogate_pick_promoted / surrogate_steer "
+                          "need fidelity.surrogate")
     if cfg.method.choices == (STACKING_METHOD,) or cfg.stacking is not None:
         _check_stacking(cfg)
     else:

@@ -48,7 +48,7 @@ def _ranked(run: SearchRun, entries: list[dict[str, Any]]) -> tuple[list[dict[st
     # posterior mean already pools them with everything else: every candidate, unless asked)
     if promoted and (not fidelity.surrogate or fidelity.surrogate_pick_promoted):
         entries = promoted
-    field = "smoothed" if fidelity.surrogate and all("smoothed" in e for e in entries) else "estimate"
+    field = "smoothed" if fidelity.surrogate else "estimate"
     vals = objective_matrix(entries, run.names, field)
     if len(run.names) == 1:
         ranked = sorted(entries, key=lambda e: (-e[field][run.names[0]]["value"], e["order"]))
@@ -102,6 +102,8 @@ def finalize(run: SearchRun, state: SearchState, *, search_seconds: float, conso
     cfg = run.config
     final = cfg.final
     entries = list(state.cache.values())
+    if cfg.fidelity.surrogate:
+        run.smooth(state)  # refitted on every candidate (the last generation's fit when it steered)
     ranked, front = _ranked(run, entries)
     promoted, promotion_items = _promote(run, ranked) if final.promotion.top else ({}, 0)
     chosen = _choose(run, ranked, promoted)

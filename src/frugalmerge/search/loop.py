@@ -217,7 +217,7 @@ class SearchRun:
         incumbent = max(mean(e, "value") for e in earlier)
         return [e for e in ranked if mean(e, "value") + z * mean(e, "se") >= incumbent]
 
-    def _smooth(self, state: SearchState) -> None:
+    def smooth(self, state: SearchState) -> None:
         """Refit the surrogate on every evaluated candidate and store each one's posterior mean and
         SD as ``entry["smoothed"]`` (a pure function of the cache: a resumed run gets the same)."""
         from frugalmerge.search.surrogate import genotype_features, make_surrogate
@@ -236,8 +236,9 @@ class SearchRun:
             e["smoothed"] = row
 
     def _rank_field(self) -> str:
-        """The entry field the optimiser and the final pick see: the surrogate's or the estimate."""
-        return "smoothed" if self.config.fidelity.surrogate else "estimate"
+        """The entry field the optimiser sees: the surrogate's (when it steers) or the estimate."""
+        fidelity = self.config.fidelity
+        return "smoothed" if fidelity.surrogate and fidelity.surrogate_steer else "estimate"
 
     def _generation(self, state: SearchState) -> None:
         X = np.asarray(state.optimizer.ask(), dtype=np.float64)
@@ -245,10 +246,10 @@ class SearchRun:
         fidelity = self.config.fidelity
         if fidelity.promote_per_generation:
             if fidelity.surrogate and fidelity.surrogate_ucb_z is not None:
-                self._smooth(state)  # the promotion ranks by the surrogate's upper confidence bound
+                self.smooth(state)  # the promotion ranks by the surrogate's upper confidence bound
             self._promote(state, entries)
-        if fidelity.surrogate:
-            self._smooth(state)
+        if fidelity.surrogate and fidelity.surrogate_steer:
+            self.smooth(state)
             rescore = getattr(state.optimizer, "rescore", None)
             if rescore is not None:  # the survivors' values from earlier generations: refreshed too
                 rescore(lambda X_old: -self._surrogate_values(state, X_old))
