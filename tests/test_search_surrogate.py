@@ -48,6 +48,23 @@ def test_gp_recovers_a_smooth_function_from_noisy_samples():
     assert int(np.argmax(_smooth(X, g))) in set(np.argsort(-mean)[:5].tolist())
 
 
+def test_gp_hyperparameters_on_a_subsample_still_smooth_every_point():
+    """grid_points < n: the grid search sees an even subsample, the posterior every observation."""
+    from frugalmerge.search.surrogate import GPSurrogate
+
+    rng = np.random.default_rng(1)
+    X = rng.random((120, 3))
+    g = np.zeros(120, dtype=int)
+    y = _smooth(X, g) + rng.normal(0.0, 0.04, 120)
+    sub = GPSurrogate(grid_points=40).fit(X, g, y, np.full(120, 0.04))
+    mean, _ = sub.predict(X, g)
+    assert np.abs(mean - _smooth(X, g)).mean() < 0.7 * np.abs(y - _smooth(X, g)).mean()
+    # fixed at the subsample's choice, the full fit gives the very same posterior
+    hp = sub.hyperparameters
+    same = GPSurrogate(length_scale=hp["ls"], rho=hp["rho"], noise=hp["noise"]).fit(X, g, y, np.full(120, 0.04))
+    assert same.hyperparameters["ls"] == hp["ls"]
+
+
 def test_gp_far_from_data_returns_the_mean_and_prior_sd():
     X = np.array([[0.0, 0.0], [0.05, 0.0], [0.0, 0.05]])
     y = np.array([0.2, 0.25, 0.3])

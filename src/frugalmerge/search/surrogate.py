@@ -72,61 +72,82 @@ SE_FLOOR = 1e-3  # an estimate reported with SE 0 still has some noise
 @dataclass
 class GPSurrogate:
     """Gaussian-process smoother (see the module docstring); hyper-parameters by grid marginal
-    likelihood unless fixed (``length_scale``, ``rho``, ``noise`` given)."""
+    likelihood unless fixed (``length_scale``, ``rho``, ``noise`` given). The grid search runs on at
+    most ``grid_points`` observations (an evenly spaced deterministic subsample: a long run's
+    thousands of candidates would make ~600 Cholesky factorisations slow); the posterior then uses
+    every observation with the chosen hyper-parameters."""
 
     length_scale: float | None = None
     rho: float | None = None
     noise: float | None = None
+    grid_points: int = 300
 
     def __post_init__(self) -> None:
         self._fitted: dict[str, Any] | None = None
 
     @staticmethod
-    def _kernel(A: np.ndarray, ga: np.ndarray, B: np.ndarray, gb: np.ndarray, ls: float, rho: float) -> np.ndarray:
-        d2 = ((A[:, None, :] - B[None, :, :]) ** 2).sum(axis=-1)
-        same = ga[:, None] == gb[None, :]
+    def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        return ((A[:, None, :] - B[None, :, :]) ** 2).sum(axis=-1)
+
+    @staticmethod
+    def _corr(d2: np.ndarray, same: np.ndarray, ls: float, rho: float) -> np.ndarray:
         return np.exp(-0.5 * d2 / ls**2) * np.where(same, 1.0, rho)
+
+    @staticmethod
+    def _solve(R: np.ndarray, y: np.ndarray, se2: np.ndarray, sf: float, lam: float,
+               jitter: float) -> dict[str, Any] | None:
+        """Factorise sf R + lam diag(se2); GLS constant mean; log marginal likelihood (None: singular)."""
+        n = len(y)
+        try:
+            L = np.linalg.cholesky(sf * R + np.diag(lam * se2) + jitter * np.eye(n))
+        except np.linalg.LinAlgError:
+            return None
+        ones = np.ones(n)
+        ci_1 = _chol_solve(L, ones)
+        mean = float(ci_1 @ y / (ci_1 @ ones))
+        r = y - mean
+        alpha = _chol_solve(L, r)
+        ll = -0.5 * float(r @ alpha) - float(np.log(np.diag(L)).sum())
+        return {"L": L, "alpha": alpha, "mean": mean, "loglik": ll}
 
     def fit(self, Z: np.ndarray, groups: np.ndarray, y: np.ndarray, se: np.ndarray) -> GPSurrogate:
         """Fit on ``Z`` (n, d) continuous features, ``groups`` (n,) method labels, ``y`` values and
         ``se`` their standard errors."""
-        Z = np.asarray(Z, dtype=np.float64).reshape(len(y), -1)
-        groups = np.asarray(groups)
         y = np.asarray(y, dtype=np.float64)
-        se2 = np.maximum(np.asarray(se, dtype=np.float64), SE_FLOOR) ** 2
         n = len(y)
         if n == 0:
             raise ValueError("the surrogate needs at least one observation")
+        Z = np.asarray(Z, dtype=np.float64).reshape(n, -1)
+        groups = np.asarray(groups)
+        se2 = np.maximum(np.asarray(se, dtype=np.float64), SE_FLOOR) ** 2
         var_y = float(y.var()) if n > 1 else 0.0
         base_var = max(var_y, float(se2.mean()), 1e-8)
-        ones = np.ones(n)
-        best: tuple[float, dict[str, Any]] | None = None
+        jitter = 1e-10 * base_var
+        sub = np.unique(np.linspace(0, n - 1, min(n, self.grid_points)).round().astype(int))
+        d2 = self._sqdist(Z[sub], Z[sub])
+        same = groups[sub][:, None] == groups[sub][None, :]
+        best: tuple[float, tuple[float, float, float, float]] | None = None
         for ls in (LENGTH_SCALES if self.length_scale is None else (self.length_scale,)):
             for rho in (METHOD_RHOS if self.rho is None else (self.rho,)):
-                R = self._kernel(Z, groups, Z, groups, ls, rho)
+                R = self._corr(d2, same, ls, rho)
                 for sf in SIGNAL_SCALES:
                     for lam in (NOISE_SCALES if self.noise is None else (self.noise,)):
-                        C = sf * base_var * R + np.diag(lam * se2)
-                        try:
-                            L = np.linalg.cholesky(C + 1e-10 * base_var * np.eye(n))
-                        except np.linalg.LinAlgError:
-                            continue
-                        ci_1 = _chol_solve(L, ones)
-                        mean = float(ci_1 @ y / (ci_1 @ ones))
-                        r = y - mean
-                        alpha = _chol_solve(L, r)
-                        ll = -0.5 * float(r @ alpha) - float(np.log(np.diag(L)).sum())
-                        if best is None or ll > best[0] + 1e-12:
-                            best = (ll, {"ls": ls, "rho": rho, "sf": sf * base_var, "noise": lam, "mean": mean,
-                                         "L": L, "alpha": alpha})
+                        sol = self._solve(R, y[sub], se2[sub], sf * base_var, lam, jitter)
+                        if sol is not None and (best is None or sol["loglik"] > best[0] + 1e-12):
+                            best = (sol["loglik"], (ls, rho, sf * base_var, lam))
         if best is None:
             raise ValueError("the surrogate's covariance is singular for every hyper-parameter")
-        self._fitted = {**best[1], "Z": Z, "groups": groups, "loglik": best[0]}
+        ls, rho, sf, lam = best[1]
+        R = self._corr(self._sqdist(Z, Z), groups[:, None] == groups[None, :], ls, rho)
+        sol = self._solve(R, y, se2, sf, lam, jitter)
+        if sol is None:
+            raise ValueError("the surrogate's covariance is singular on all observations")
+        self._fitted = {**sol, "ls": ls, "rho": rho, "sf": sf, "noise": lam, "Z": Z, "groups": groups}
         return self
 
     @property
     def hyperparameters(self) -> dict[str, float]:
-        """The chosen length scale, rho, signal variance, noise scale and mean."""
+        """The chosen length scale, rho, signal variance, noise scale, mean and log likelihood."""
         if self._fitted is None:
             raise RuntimeError("fit() first")
         return {k: float(self._fitted[k]) for k in ("ls", "rho", "sf", "noise", "mean", "loglik")}
@@ -136,8 +157,10 @@ class GPSurrogate:
         f = self._fitted
         if f is None:
             raise RuntimeError("fit() first")
+        groups = np.asarray(groups)
         Z = np.asarray(Z, dtype=np.float64).reshape(len(groups), -1)
-        Ks = f["sf"] * self._kernel(Z, np.asarray(groups), f["Z"], f["groups"], f["ls"], f["rho"])
+        Ks = f["sf"] * self._corr(self._sqdist(Z, f["Z"]), groups[:, None] == f["groups"][None, :],
+                                  f["ls"], f["rho"])
         mean = f["mean"] + Ks @ f["alpha"]
         v = np.linalg.solve(f["L"], Ks.T)
         var = np.maximum(f["sf"] - (v**2).sum(axis=0), 0.0)
