@@ -161,3 +161,22 @@ def test_surrogate_without_steering_only_changes_the_pick(tiny_models, tmp_path)
     top = int(np.argmax(mean))  # argmax: the first of ties, i.e. the earliest candidate
     assert best["key"] == entries[top]["key"]
     assert best["smoothed"]["close"]["value"] == mean[top]
+
+
+def test_multi_objective_run_with_surrogate_smooths_each_objective(tiny_models, tmp_path):
+    """NSGA-II with a steering surrogate: one GP per objective; the Pareto set and the knee are
+    taken on the posterior means, which every point of pareto.json carries."""
+    from frugalmerge.search.loop import pareto_mask
+
+    objectives = [{"name": "a", "function": "search_objectives:first_weight"},
+                  {"name": "b", "function": "search_objectives:second_weight"}]
+    raw = _raw(tiny_models, objectives=objectives, algorithm={"name": "nsga2", "pop_size": 8},
+               budget={"generations": 3})
+    run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    pareto = json.loads((tmp_path / "run" / "pareto.json").read_text())
+    cache = list(load_checkpoint(tmp_path / "run")["cache"].values())
+    vals = np.asarray([[e["smoothed"][n]["value"] for n in ("a", "b")] for e in cache])
+    front = {e["key"] for e, keep in zip(cache, pareto_mask(vals)) if keep}
+    assert {p["key"] for p in pareto["points"]} == front
+    assert all(set(p["smoothed"]) == {"a", "b"} for p in pareto["points"])
+    assert pareto["knee"] in front
