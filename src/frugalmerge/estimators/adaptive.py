@@ -3,7 +3,8 @@
 Computerised adaptive testing without an ability model: the training models are the prior's
 support. A test model starts with equal weight on every training model; after each revealed
 response ``y`` on item ``c`` each training model ``j``'s log-weight drops by
-``gamma * |x_jc - y|`` (one disagreement costs ``gamma``). The next item is the one that minimises
+``gamma * |x_jc - y|`` (one disagreement costs ``gamma``: 1 up to k = 30, 30 / k beyond).
+The next item is the one that minimises
 the expected posterior variance of the full score,
 ``p(1) * Var_{w|y=1}(t) + p(0) * Var_{w|y=0}(t)``, so each model is asked what best separates the
 training models it still resembles (a leaderboard of near-duplicate fine-tunes is where this pays:
@@ -39,7 +40,12 @@ __all__ = ["Adaptive", "AdaptiveBatch", "ResponseOracle", "PrototypeSession"]
 
 # One recipe for every data set. Chosen on an inner split of fold 0's TRAINING models of the three
 # metabench sets (k = 30, gamma in {0.5, 1, 1.5, 2}, alpha in {0.01, 0.1, 1}; flat around these).
-GAMMA = 1.0  # log-weight lost per disagreeing item
+GAMMA = 1.0  # log-weight lost per disagreeing item, for k <= REFERENCE_K
+# Beyond REFERENCE_K items the per-item weight shrinks as REFERENCE_K / k, so the kernel stays a
+# function of the FRACTION of disagreeing items (exp(-30 x fraction)): with gamma fixed at 1, 249
+# asked items leave one near-duplicate with all the weight (inner split, all items: gsm8k 1.82 with
+# gamma 1 vs 1.06 with 0.1, arc 0.99 vs 0.95 with 0.3; mmlu 0.79 vs 0.85 the other way; k = 50 flat).
+REFERENCE_K = 30
 ALPHA = 0.1  # ridge penalty of the local regression (posterior weights sum to 1)
 SE_SAMPLE = 500  # training models re-run (self excluded) to validate the standard error
 CHUNK = 512  # test models processed together (bounds memory: chunk x n_train weights)
@@ -202,10 +208,11 @@ class Adaptive(Estimator):
     sequential: ClassVar[bool] = True
 
     def _fit(self, train: ResponseMatrix, k: int, seed: int, **context: Any) -> None:
-        self.gamma_ = float(self.params.get("gamma", GAMMA))
+        gamma = float(self.params.get("gamma", GAMMA))
         self.alpha_ = float(self.params.get("alpha", ALPHA))
-        if not self.gamma_ > 0 or not self.alpha_ > 0:
-            raise EstimatorError(f"estimator 'adaptive': gamma and alpha must be > 0, got {self.gamma_}, {self.alpha_}")
+        if not gamma > 0 or not self.alpha_ > 0:
+            raise EstimatorError(f"estimator 'adaptive': gamma and alpha must be > 0, got {gamma}, {self.alpha_}")
+        self.gamma_ = gamma * min(1.0, REFERENCE_K / k)
         values = np.asarray(train.values, dtype=np.float64)
         # Prototypes need a full row: unevaluated cells take the item's mean over the training models.
         self.x_ = np.where(np.isnan(values), column_means(values)[None, :], values).astype(np.float32)
