@@ -21,6 +21,9 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
 * ``:surrogateNAME`` (e.g. ``:surrogategp``) - ``fidelity.surrogate``: the optimiser and the final
   pick see a smoother's posterior mean over every evaluated candidate instead of each one's own
   estimate; ``:ucbZ`` promotes by the surrogate's mean + Z SD; ``:pickp`` picks among the promoted only;
+  ``:pickzZ`` picks by the surrogate's mean - Z SD (a lower confidence bound); ``:tbE`` (with
+  ``:nosteer``) tells the optimiser its estimate + E x the posterior mean (ties broken by the surrogate);
+  ``:fsur`` (with ``:finalN``) enters the final re-estimates into the surrogate and picks its argmax;
   ``:nosteer``: the optimiser sees its own estimates, the surrogate only chooses the final merge.
 
 The one-off cost of the cards (their training models' item evaluations, from ``cards.json``) is
@@ -75,6 +78,9 @@ class Variant:
     pick_promoted: bool = False  # ``pickp``: FidelitySpec.surrogate_pick_promoted
     rotating: int = 0  # ``rotN``: ObjectiveSpec.rotating
     steer: bool = True  # ``nosteer``: FidelitySpec.surrogate_steer False
+    pick_z: float = 0.0  # ``pickzZ``: FidelitySpec.surrogate_pick_z (pick by mean - Z SD)
+    tiebreak: float = 0.0  # ``tbE``: FidelitySpec.surrogate_tiebreak (told estimate + E x mean)
+    final_into: bool = False  # ``fsur``: PromotionSpec.into_surrogate (re-estimates join the surrogate)
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
         if self.rotating:
@@ -94,12 +100,18 @@ class Variant:
                 text += f" (promotion by mean + {self.ucb_z:g} SD)"
             if self.pick_promoted:
                 text += " (pick among promoted)"
+            if self.pick_z:
+                text += f" (pick by mean - {self.pick_z:g} SD)"
+            if self.tiebreak:
+                text += f" (ties of estimates broken by the surrogate, {self.tiebreak:g} x mean)"
             if not self.steer:
                 text = text.replace("gp surrogate over all candidates", "final pick by a gp surrogate over all candidates")
         if self.final_top:
             where = (f"{self.final_k} items" if self.final_k else
                      "the whole search split" if self.card else "the calibration pool")
             text += f", top {self.final_top} re-scored on {where}"
+            if self.final_into:
+                text += " (re-scores into the surrogate, pick by its mean)"
         return text
 
 
@@ -111,7 +123,8 @@ def parse_variant(text: str) -> Variant:
     if (head not in ("card", "calibrated") and not rot) or (cards_dir and head != "card"):
         raise SystemExit(f"search_cost: variant {text!r} must start with 'card', 'calibrated' or 'rotN'")
     final_top, final_k, promote, promote_k, race_z = 0, None, 0, None, None
-    surrogate, ucb_z, pick_promoted, steer = None, None, False, True
+    surrogate, ucb_z, pick_promoted, steer, pick_z, tiebreak = None, None, False, True, 0.0, 0.0
+    final_into = False
     for opt in opts:
         if m := re.fullmatch(r"final(\d+)(?:@(\d+))?", opt):
             final_top, final_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
@@ -121,6 +134,12 @@ def parse_variant(text: str) -> Variant:
             surrogate = m.group(1)
         elif m := re.fullmatch(r"ucb(\d+(?:\.\d+)?)", opt):
             ucb_z = float(m.group(1))
+        elif m := re.fullmatch(r"pickz(\d+(?:\.\d+)?)", opt):
+            pick_z = float(m.group(1))
+        elif m := re.fullmatch(r"tb(\d+(?:\.\d+)?)", opt):
+            tiebreak = float(m.group(1))
+        elif opt == "fsur":
+            final_into = True
         elif opt == "pickp":
             pick_promoted = True
         elif opt == "nosteer":
@@ -129,13 +148,18 @@ def parse_variant(text: str) -> Variant:
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
             raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} "
-                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp, nosteer)")
+                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp, pickzZ, tbE, fsur, nosteer)")
     if race_z is not None and not promote:
         raise SystemExit(f"search_cost: variant {text!r}: raceZ needs promoteN")
-    if (ucb_z is not None or pick_promoted or not steer) and not surrogate:
-        raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp / nosteer need surrogateNAME")
+    if (ucb_z is not None or pick_promoted or not steer or pick_z) and not surrogate:
+        raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp / pickzZ / nosteer need surrogateNAME")
+    if final_into and not (surrogate and final_top):
+        raise SystemExit(f"search_cost: variant {text!r}: fsur needs surrogateNAME and finalN")
+    if tiebreak and (steer or not surrogate):
+        raise SystemExit(f"search_cost: variant {text!r}: tbE needs surrogateNAME and nosteer")
     return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z,
-                   surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0, steer)
+                   surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0, steer, pick_z,
+                   tiebreak, final_into)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -176,10 +200,13 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
         cfg["fidelity"] = {**cfg["fidelity"], "surrogate": variant.surrogate,
                            **({"surrogate_ucb_z": variant.ucb_z} if variant.ucb_z is not None else {}),
                            **({"surrogate_pick_promoted": True} if variant.pick_promoted else {}),
+                           **({"surrogate_pick_z": variant.pick_z} if variant.pick_z else {}),
+                           **({"surrogate_tiebreak": variant.tiebreak} if variant.tiebreak else {}),
                            **({"surrogate_steer": False} if not variant.steer else {})}
     if variant.final_top:
         # k above any split size: the promotion is the plain mean over the whole search split.
-        cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000}}
+        cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000,
+                                               **({"into_surrogate": True} if variant.final_into else {})}}
     return cfg
 
 

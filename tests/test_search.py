@@ -222,6 +222,10 @@ def _strip(result: dict) -> dict:
     # the surrogate is rebuilt from the checkpointed candidates: the same smoothed values and pick
     ("ga", [{"name": "close", "function": "search_objectives:noisy_closeness"}],
      {"surrogate": "gp", "promote_per_generation": 1, "surrogate_ucb_z": 1.0}),
+    # told values tie-broken by the surrogate (stored in the checkpointed cache), pick by mean - SD
+    ("ga", [{"name": "close", "function": "search_objectives:coarse_closeness"}],
+     {"surrogate": "gp", "surrogate_steer": False, "surrogate_tiebreak": 0.001, "surrogate_pick_z": 1.0,
+      "promote_per_generation": 1}),
 ])
 def test_kill_9_and_resume_matches_uninterrupted(tiny_models, tmp_path, algo, objectives, fidelity):
     raw = _cfg(tiny_models, algorithm={"name": algo, "pop_size": 6}, objectives=objectives,

@@ -180,3 +180,90 @@ def test_multi_objective_run_with_surrogate_smooths_each_objective(tiny_models, 
     assert {p["key"] for p in pareto["points"]} == front
     assert all(set(p["smoothed"]) == {"a", "b"} for p in pareto["points"])
     assert pareto["knee"] in front
+
+
+def test_pick_by_lower_confidence_bound_changes_only_the_pick(tiny_models, tmp_path):
+    """surrogate_pick_z: the final merge maximises posterior mean - z SD; the search is the same."""
+    fid = {"promote_per_generation": 1, "surrogate": "gp", "surrogate_steer": False}
+    run_search(config_from_dict(_raw(tiny_models, fidelity=fid)), tmp_path / "mean", quiet=True)
+    run_search(config_from_dict(_raw(tiny_models, fidelity={**fid, "surrogate_pick_z": 2.0})), tmp_path / "lcb",
+               quiet=True)
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"}
+                       for l in (p / "candidates.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "mean") == strip(tmp_path / "lcb")
+    # the checkpoint holds the candidates (a non-steering surrogate is fitted once, at the end)
+    entries = sorted(load_checkpoint(tmp_path / "lcb")["cache"].values(), key=lambda e: e["order"])
+    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
+                                  np.asarray([e["genotype"] for e in entries]))
+    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
+    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    means, sds = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
+    best = json.loads((tmp_path / "lcb" / "best.json").read_text())
+    assert best["key"] == entries[int(np.argmax(means - 2.0 * sds))]["key"]
+    assert best["smoothed"]["close"]["value"] == pytest.approx(float(means[np.argmax(means - 2.0 * sds)]), abs=1e-12)
+    mean_best = json.loads((tmp_path / "mean" / "best.json").read_text())
+    assert mean_best["key"] == entries[int(np.argmax(means))]["key"]
+    with pytest.raises(ConfigError, match="surrogate_pick_z"):
+        config_from_dict(_raw(tiny_models, fidelity={**fid, "surrogate_pick_z": -1.0}))
+
+
+def test_tiebreak_tells_the_estimate_plus_a_sliver_of_the_posterior_mean(tiny_models, tmp_path):
+    """surrogate_tiebreak: the optimiser is told estimate + eps x posterior mean, so coarse
+    estimates that tie are ordered by the surrogate; the estimates themselves are untouched."""
+    objectives = [{"name": "close", "function": "search_objectives:coarse_closeness"}]
+    fid = {"surrogate": "gp", "surrogate_steer": False, "surrogate_tiebreak": 0.001}
+    summary = run_search(config_from_dict(_raw(tiny_models, objectives=objectives, fidelity=fid)),
+                         tmp_path / "tb", quiet=True)
+    plain = run_search(config_from_dict(_raw(tiny_models, objectives=objectives,
+                                             fidelity={"surrogate": "gp", "surrogate_steer": False})),
+                       tmp_path / "plain", quiet=True)
+    entries = list(load_checkpoint(tmp_path / "tb")["cache"].values())
+    for e in entries:
+        est, sm = e["estimate"]["close"]["value"], e["smoothed"]["close"]["value"]
+        assert est == round(est, 1)  # the coarse estimate itself, not smoothed
+        assert e["told"]["close"]["value"] == pytest.approx(est + 0.001 * sm, abs=1e-12)
+    # ties among the estimates exist, and the tie-break reorders the search (other candidates)
+    assert len({e["estimate"]["close"]["value"] for e in entries}) < len(entries)
+    assert summary["candidates"] and plain["candidates"]
+    keys = lambda p: [json.loads(l)["key"] for l in (p / "candidates.jsonl").read_text().splitlines()]
+    assert keys(tmp_path / "tb")[:8] == keys(tmp_path / "plain")[:8]  # generation 1: same random start
+    assert keys(tmp_path / "tb") != keys(tmp_path / "plain")
+    with pytest.raises(ConfigError, match="surrogate_tiebreak"):
+        config_from_dict(_raw(tiny_models, objectives=objectives, fidelity={**fid, "surrogate_tiebreak": -0.1}))
+    with pytest.raises(ConfigError, match="surrogate_tiebreak needs surrogate_steer: false"):
+        config_from_dict(_raw(tiny_models, objectives=objectives, fidelity={**fid, "surrogate_steer": True}))
+    with pytest.raises(ConfigError, match="need fidelity.surrogate"):
+        config_from_dict(_raw(tiny_models, objectives=objectives, fidelity={"surrogate_tiebreak": 0.001}))
+
+
+def test_final_reestimates_join_the_surrogate_and_its_argmax_is_the_pick(tiny_models, tmp_path, monkeypatch):
+    """final.promotion.into_surrogate: the top candidates' re-estimates replace their estimates as
+    the surrogate's observations; the merge chosen is the refitted posterior mean's argmax."""
+    from search_objectives import closeness
+
+    from frugalmerge.search.fitness import FunctionObjective, Score
+
+    # a stand-in for a higher-fidelity re-estimate: the noise-free value with a small SE
+    monkeypatch.setattr(FunctionObjective, "promote",
+                        lambda self, recipe, key, k: Score(closeness(recipe), 0.001, k))
+    fid = {"surrogate": "gp", "surrogate_steer": False}
+    final = {"export": "none", "promotion": {"top": 3, "k": 50, "into_surrogate": True}}
+    summary = run_search(config_from_dict(_raw(tiny_models, fidelity=fid, final=final)), tmp_path / "run", quiet=True)
+    assert summary["promotion_items"] == 3 * 50
+    entries = sorted(load_checkpoint(tmp_path / "run")["cache"].values(), key=lambda e: e["order"])
+    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
+                                  np.asarray([e["genotype"] for e in entries]))
+    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
+    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    mean, _ = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
+    top = sorted(range(len(entries)), key=lambda i: (-mean[i], i))[:3]
+    for i in top:
+        y[i], se[i] = closeness(entries[i]["recipe"]), 0.001
+    refit, _ = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["key"] == entries[int(np.argmax(refit))]["key"]
+    assert best["smoothed"]["close"]["value"] == pytest.approx(float(refit.max()), abs=1e-12)
+    with pytest.raises(ConfigError, match="into_surrogate needs final.promotion.top"):
+        config_from_dict(_raw(tiny_models, fidelity=fid, final={"promotion": {"into_surrogate": True}}))
+    with pytest.raises(ConfigError, match="need fidelity.surrogate"):
+        config_from_dict(_raw(tiny_models, fidelity={}, final=final))

@@ -236,6 +236,12 @@ class PromotionSpec(_Frozen):
 
     top: int = Field(default=0, ge=0)
     k: int = Field(default=100, ge=1)
+    #: With ``fidelity.surrogate``: the re-estimated values join the surrogate's observations
+    #: (replacing those candidates' search-time estimates, with their smaller SE), and the merge
+    #: chosen is the argmax of the refitted posterior mean over every candidate, instead of the best
+    #: re-estimated value. Why: a re-estimate on ``k`` items is still noisy; the neighbours'
+    #: evidence tempers it.
+    into_surrogate: bool = False
 
 
 class FidelitySpec(_Frozen):
@@ -269,6 +275,15 @@ class FidelitySpec(_Frozen):
     #: With a surrogate: the optimiser is told the posterior means (True), or its own estimates as
     #: without a surrogate, the surrogate then choosing only the final merge (False).
     surrogate_steer: bool = True
+    #: With a surrogate: the final pick maximises the posterior mean - ``surrogate_pick_z``
+    #: posterior SDs (a lower confidence bound; 0: the posterior mean). Why: a candidate whose
+    #: high mean rests on its own noisy estimate alone (few neighbours) is a riskier pick than one
+    #: its neighbours vouch for.
+    surrogate_pick_z: float = Field(default=0.0, ge=0.0)
+    #: With a surrogate that does not steer: the optimiser is told its own estimate plus
+    #: ``surrogate_tiebreak`` x the posterior mean (e.g. 0.001), so candidates whose coarse
+    #: estimates tie are ordered by the surrogate while any real difference of estimates still wins.
+    surrogate_tiebreak: float = Field(default=0.0, ge=0.0)
 
 
 class FinalSpec(_Frozen):
@@ -437,10 +452,17 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
         if cfg.fidelity.surrogate not in surrogate_names():
             raise ConfigError(f"config: fidelity.surrogate: unknown surrogate {cfg.fidelity.surrogate!r} "
                               f"(known: {', '.join(surrogate_names())})")
+        if cfg.final.promotion.into_surrogate and not cfg.final.promotion.top:
+            raise ConfigError("config: final.promotion.into_surrogate needs final.promotion.top >= 1")
+        if cfg.fidelity.surrogate_tiebreak and cfg.fidelity.surrogate_steer:
+            raise ConfigError("config: fidelity.surrogate_tiebreak needs surrogate_steer: false (a steering "
+                              "surrogate already tells the optimiser its posterior means)")
     elif (cfg.fidelity.surrogate_ucb_z is not None or cfg.fidelity.surrogate_pick_promoted
-          or not cfg.fidelity.surrogate_steer):
-        raise ConfigError("config: fidelity.surrogate_ucb_z / surrogate_pick_promoted / surrogate_steer "
-                          "need fidelity.surrogate")
+          or not cfg.fidelity.surrogate_steer or cfg.fidelity.surrogate_pick_z or cfg.fidelity.surrogate_tiebreak
+          or cfg.final.promotion.into_surrogate):
+        raise ConfigError("config: fidelity.surrogate_ucb_z / surrogate_pick_promoted / surrogate_steer / "
+                          "surrogate_pick_z / surrogate_tiebreak, final.promotion.into_surrogate need "
+                          "fidelity.surrogate")
     if cfg.method.choices == (STACKING_METHOD,) or cfg.stacking is not None:
         _check_stacking(cfg)
     else:

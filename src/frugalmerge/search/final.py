@@ -39,7 +39,7 @@ def knee_index(values: np.ndarray) -> int:
 
 def _ranked(run: SearchRun, entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(ranked candidates, Pareto set) - single objective: by value then order."""
-    from frugalmerge.search.loop import objective_matrix, pareto_mask
+    from frugalmerge.search.loop import pareto_mask
 
     entries = sorted(entries, key=lambda e: e["order"])
     fidelity = run.config.fidelity
@@ -48,18 +48,32 @@ def _ranked(run: SearchRun, entries: list[dict[str, Any]]) -> tuple[list[dict[st
     # posterior mean already pools them with everything else: every candidate, unless asked)
     if promoted and (not fidelity.surrogate or fidelity.surrogate_pick_promoted):
         entries = promoted
-    field = "smoothed" if fidelity.surrogate else "estimate"
-    vals = objective_matrix(entries, run.names, field)
+    vals = _pick_values(run, entries)
     if len(run.names) == 1:
-        ranked = sorted(entries, key=lambda e: (-e[field][run.names[0]]["value"], e["order"]))
+        order = sorted(range(len(entries)), key=lambda i: (-vals[i, 0], entries[i]["order"]))
+        ranked = [entries[i] for i in order]
         return ranked, ranked[:1]
-    front = [e for e, keep in zip(entries, pareto_mask(vals)) if keep]
-    fvals = objective_matrix(front, run.names, field)
+    keep = pareto_mask(vals)
+    front = [e for e, k in zip(entries, keep) if k]
+    fvals = vals[keep]
     lo, hi = fvals.min(axis=0), fvals.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     dist = np.sqrt(((1.0 - (fvals - lo) / span) ** 2).sum(axis=1))
     ranked = [front[i] for i in sorted(range(len(front)), key=lambda i: (dist[i], front[i]["order"]))]
     return ranked, front
+
+
+def _pick_values(run: SearchRun, entries: list[dict[str, Any]]) -> np.ndarray:
+    """(candidates, objectives) values the final choice maximises: the estimates, or with a
+    surrogate its posterior mean minus ``fidelity.surrogate_pick_z`` posterior SDs."""
+    from frugalmerge.search.loop import objective_matrix
+
+    fidelity = run.config.fidelity
+    if not fidelity.surrogate:
+        return objective_matrix(entries, run.names, "estimate")
+    z = fidelity.surrogate_pick_z
+    return np.asarray([[e["smoothed"][n]["value"] - z * e["smoothed"][n]["se"] for n in run.names]
+                       for e in entries], dtype=np.float64).reshape(-1, len(run.names))
 
 
 def _promote(run: SearchRun, ranked: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], int]:
@@ -106,7 +120,13 @@ def finalize(run: SearchRun, state: SearchState, *, search_seconds: float, conso
         run.smooth(state)  # refitted on every candidate (the last generation's fit when it steered)
     ranked, front = _ranked(run, entries)
     promoted, promotion_items = _promote(run, ranked) if final.promotion.top else ({}, 0)
-    chosen = _choose(run, ranked, promoted)
+    if promoted and cfg.fidelity.surrogate and final.promotion.into_surrogate:
+        # the re-estimates join the surrogate's observations; the pick is its refitted argmax
+        run.smooth(state, override=promoted)
+        ranked, front = _ranked(run, entries)
+        chosen = ranked[0]
+    else:
+        chosen = _choose(run, ranked, promoted)
     console.print(f"[bold]{cfg.name}[/]: {len(entries)} candidates, {state.items:,} items evaluated"
                   + ("; re-scoring on the held-out test split" if final.test else ""))
 

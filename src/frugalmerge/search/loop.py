@@ -217,17 +217,21 @@ class SearchRun:
         incumbent = max(mean(e, "value") for e in earlier)
         return [e for e in ranked if mean(e, "value") + z * mean(e, "se") >= incumbent]
 
-    def smooth(self, state: SearchState) -> None:
+    def smooth(self, state: SearchState, override: dict[str, dict[str, dict[str, float]]] | None = None) -> None:
         """Refit the surrogate on every evaluated candidate and store each one's posterior mean and
-        SD as ``entry["smoothed"]`` (a pure function of the cache: a resumed run gets the same)."""
+        SD as ``entry["smoothed"]`` (a pure function of the cache: a resumed run gets the same).
+        ``override`` ({key: {objective: {value, se}}}): observations used instead of those
+        candidates' estimates (the final re-estimates)."""
         from frugalmerge.search.surrogate import genotype_features, make_surrogate
 
+        override = override or {}
         entries = sorted(state.cache.values(), key=lambda e: e["order"])
         Z, groups = genotype_features(self.space, np.asarray([e["genotype"] for e in entries]))
         smoothed: list[dict[str, dict[str, float]]] = [{} for _ in entries]
+        obs = [override.get(e["key"], e["estimate"]) for e in entries]
         for n in self.names:
-            y = np.asarray([e["estimate"][n]["value"] for e in entries], dtype=np.float64)
-            se = np.asarray([e["estimate"][n]["se"] for e in entries], dtype=np.float64)
+            y = np.asarray([o[n]["value"] for o in obs], dtype=np.float64)
+            se = np.asarray([o[n]["se"] for o in obs], dtype=np.float64)
             model = make_surrogate(self.config.fidelity.surrogate or "").fit(Z, groups, y, se)
             mean, sd = model.predict(Z, groups)
             for row, m, s in zip(smoothed, mean, sd):
@@ -236,9 +240,23 @@ class SearchRun:
             e["smoothed"] = row
 
     def _rank_field(self) -> str:
-        """The entry field the optimiser sees: the surrogate's (when it steers) or the estimate."""
+        """The entry field the optimiser sees: the surrogate's (when it steers), the estimate
+        tie-broken by the surrogate, or the estimate."""
         fidelity = self.config.fidelity
-        return "smoothed" if fidelity.surrogate and fidelity.surrogate_steer else "estimate"
+        if fidelity.surrogate and fidelity.surrogate_steer:
+            return "smoothed"
+        return "told" if self._tiebreaks() else "estimate"
+
+    def _tiebreaks(self) -> bool:
+        fidelity = self.config.fidelity
+        return bool(fidelity.surrogate and not fidelity.surrogate_steer and fidelity.surrogate_tiebreak)
+
+    def _set_told(self, state: SearchState) -> None:
+        """``entry["told"]``: estimate + surrogate_tiebreak x posterior mean, for every candidate."""
+        eps = self.config.fidelity.surrogate_tiebreak
+        for e in state.cache.values():
+            e["told"] = {n: {"value": e["estimate"][n]["value"] + eps * e["smoothed"][n]["value"],
+                             "se": e["estimate"][n]["se"]} for n in self.names}
 
     def _generation(self, state: SearchState) -> None:
         X = np.asarray(state.optimizer.ask(), dtype=np.float64)
@@ -248,8 +266,10 @@ class SearchRun:
             if fidelity.surrogate and fidelity.surrogate_ucb_z is not None:
                 self.smooth(state)  # the promotion ranks by the surrogate's upper confidence bound
             self._promote(state, entries)
-        if fidelity.surrogate and fidelity.surrogate_steer:
+        if fidelity.surrogate and (fidelity.surrogate_steer or self._tiebreaks()):
             self.smooth(state)
+            if self._tiebreaks():
+                self._set_told(state)
             rescore = getattr(state.optimizer, "rescore", None)
             if rescore is not None:  # the survivors' values from earlier generations: refreshed too
                 rescore(lambda X_old: -self._surrogate_values(state, X_old))
@@ -270,8 +290,10 @@ class SearchRun:
         save_checkpoint(self.run_dir, state.snapshot(self.fitness))
 
     def _surrogate_values(self, state: SearchState, X: np.ndarray) -> np.ndarray:
-        """The smoothed values of already evaluated genotypes ``X`` (rows of the optimiser's population)."""
-        rows = [state.cache[recipe_key(self.space.decode(x))]["smoothed"] for x in np.asarray(X)]
+        """The told values (smoothed, or tie-broken) of already evaluated genotypes ``X`` (rows of
+        the optimiser's population)."""
+        field = self._rank_field()
+        rows = [state.cache[recipe_key(self.space.decode(x))][field] for x in np.asarray(X)]
         return np.asarray([[r[n]["value"] for n in self.names] for r in rows], dtype=np.float64)
 
     def _should_continue(self, state: SearchState) -> bool:
