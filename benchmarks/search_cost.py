@@ -24,6 +24,8 @@ Cheap variants (``--variants``, comma list; options joined by ``:``):
   ``:pickzZ`` picks by the surrogate's mean - Z SD (a lower confidence bound); ``:tbE`` (with
   ``:nosteer``) tells the optimiser its estimate + E x the posterior mean (ties broken by the surrogate);
   ``:fsur`` (with ``:finalN``) enters the final re-estimates into the surrogate and picks its argmax;
+  ``card:adaptive`` - each candidate takes a sequential adaptive test of the card's k items (2PL IRT
+  calibrated on the card's training responses, p-IRT estimate) instead of the card's fixed items;
   ``:nosteer``: the optimiser sees its own estimates, the surrogate only chooses the final merge.
 
 The one-off cost of the cards (their training models' item evaluations, from ``cards.json``) is
@@ -81,6 +83,7 @@ class Variant:
     pick_z: float = 0.0  # ``pickzZ``: FidelitySpec.surrogate_pick_z (pick by mean - Z SD)
     tiebreak: float = 0.0  # ``tbE``: FidelitySpec.surrogate_tiebreak (told estimate + E x mean)
     final_into: bool = False  # ``fsur``: PromotionSpec.into_surrogate (re-estimates join the surrogate)
+    adaptive: bool = False  # ``adaptive`` (with ``card``): ObjectiveSpec.adaptive, IRT from the card's data
 
     def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
         if self.rotating:
@@ -88,6 +91,8 @@ class Variant:
         elif self.card:
             ks = ", ".join(f"{b} k = {v}" for b, v in card_k.items())
             text = f"card ({ks}{', ' + Path(self.cards).name if self.cards else ''})"
+            if self.adaptive:
+                text = f"adaptive test of {', '.join(str(v) for v in card_k.values())} items (2PL IRT on the card's data)"
         else:
             text = f"`{estimator}` calibrated in the run (k = {k}, pool {pool}, {random_merges} random merges)"
         if self.promote:
@@ -124,7 +129,7 @@ def parse_variant(text: str) -> Variant:
         raise SystemExit(f"search_cost: variant {text!r} must start with 'card', 'calibrated' or 'rotN'")
     final_top, final_k, promote, promote_k, race_z = 0, None, 0, None, None
     surrogate, ucb_z, pick_promoted, steer, pick_z, tiebreak = None, None, False, True, 0.0, 0.0
-    final_into = False
+    final_into, adaptive = False, False
     for opt in opts:
         if m := re.fullmatch(r"final(\d+)(?:@(\d+))?", opt):
             final_top, final_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
@@ -138,6 +143,8 @@ def parse_variant(text: str) -> Variant:
             pick_z = float(m.group(1))
         elif m := re.fullmatch(r"tb(\d+(?:\.\d+)?)", opt):
             tiebreak = float(m.group(1))
+        elif opt == "adaptive":
+            adaptive = True
         elif opt == "fsur":
             final_into = True
         elif opt == "pickp":
@@ -148,18 +155,20 @@ def parse_variant(text: str) -> Variant:
             promote, promote_k = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
         else:
             raise SystemExit(f"search_cost: unknown variant option {opt!r} in {text!r} "
-                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp, pickzZ, tbE, fsur, nosteer)")
+                             "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp, pickzZ, tbE, fsur, adaptive, nosteer)")
     if race_z is not None and not promote:
         raise SystemExit(f"search_cost: variant {text!r}: raceZ needs promoteN")
     if (ucb_z is not None or pick_promoted or not steer or pick_z) and not surrogate:
         raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp / pickzZ / nosteer need surrogateNAME")
+    if adaptive and head != "card":
+        raise SystemExit(f"search_cost: variant {text!r}: adaptive needs card")
     if final_into and not (surrogate and final_top):
         raise SystemExit(f"search_cost: variant {text!r}: fsur needs surrogateNAME and finalN")
     if tiebreak and (steer or not surrogate):
         raise SystemExit(f"search_cost: variant {text!r}: tbE needs surrogateNAME and nosteer")
     return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z,
                    surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0, steer, pick_z,
-                   tiebreak, final_into)
+                   tiebreak, final_into, adaptive)
 
 
 def _showcase(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -192,7 +201,8 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
         cfg["objectives"] = [{**o, "rotating": variant.rotating} for o in objectives]
     if variant.card:
         folder = Path(variant.cards) if variant.cards else cards
-        cfg["objectives"] = [{**o, "card": str(folder.resolve() / o["benchmark"])} for o in objectives]
+        cfg["objectives"] = [{**o, "card": str(folder.resolve() / o["benchmark"]),
+                              **({"adaptive": True} if variant.adaptive else {})} for o in objectives]
     if variant.promote:
         cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k,
                            **({"racing_z": variant.race_z} if variant.race_z is not None else {})}

@@ -191,3 +191,45 @@ def test_rotating_items_per_candidate_with_surrogate(smoke_zoo, tmp_path):
     assert set(o._rotation(a, 6)) <= set(o._rotation(a, 9))
     with pytest.raises(ConfigError, match="rotating items need a benchmark"):
         config_from_dict(_raw(smoke_zoo, objectives=[{**obj[0], "card": "/x"}]))
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # the smoke card's k-means, harmless
+def test_adaptive_test_on_a_card_calibrates_irt_on_the_cards_training_responses(smoke_zoo, tmp_path):
+    """``adaptive: true`` with a card: each candidate takes a sequential test of k items, its 2PL
+    IRT calibrated on the card's stored training responses (no calibration items in the run);
+    promotions test more items; a card without its responses is one clear error."""
+    from frugalmerge.estimators import ResponseMatrix, make_estimator, save_card
+    from frugalmerge.estimators.irt import IRTParams
+    from frugalmerge.search.errors import SearchError
+    from frugalmerge.search.fitness import Fitness
+    from frugalmerge.search.space import SearchSpace
+    from frugalmerge.zoo.cards import build_cards
+
+    build_cards(smoke_zoo, tmp_path / "cards", estimator="pirt", k=4, random_merges=3, showcases=["cross_domain"],
+                pilot_searches=0)
+    obj = [{"name": "math_de", "benchmark": "math_de", "k": 5, "adaptive": True,
+            "card": str(tmp_path / "cards" / "math_de")}]
+    raw = _raw(smoke_zoo, objectives=obj, fidelity={"promote_per_generation": 1, "k": 8},
+               final={"test": False, "export": "none"})
+    result = run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
+    assert result["calibration_items"] == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    cands = [r for r in log if "recipe" in r]
+    promos = [r for r in log if "promotion" in r]
+    assert all(r["items"] == 5 for r in cands) and len(promos) == 2 and all(r["items"] == 8 for r in promos)
+    assert all(0.0 <= r["estimate"]["math_de"]["value"] <= 1.0 for r in cands)
+    cfg = config_from_dict(raw)
+    fit = Fitness.build(cfg, SearchSpace(cfg))
+    fit.calibrate()
+    o = fit.objectives[0]
+    search_ids = [json.loads(line)["id"] for line in
+                  (smoke_zoo / "benchmarks" / "math_de" / "search.jsonl").read_text().splitlines()]
+    assert isinstance(o.estimator, IRTParams) and list(o.estimator.item_ids) == search_ids == o.items
+    assert o.describe().startswith("math_de: benchmark math_de, sequential adaptive test of 5")
+    # a card written without its training responses cannot calibrate the IRT model
+    values = (np.random.default_rng(0).random((6, len(search_ids))) < 0.4).astype(float)
+    matrix = ResponseMatrix(values, tuple(f"m{i}" for i in range(6)), tuple(search_ids))
+    save_card(make_estimator("random_mean").fit(matrix, k=4, seed=0), matrix, tmp_path / "bare")
+    bare = config_from_dict(_raw(smoke_zoo, objectives=[{**obj[0], "card": str(tmp_path / "bare")}]))
+    with pytest.raises(SearchError, match="needs the card's training responses"):
+        Fitness.build(bare, SearchSpace(bare)).calibrate()

@@ -318,6 +318,17 @@ class BenchmarkObjective(Objective):
             self.calibration = {"models": list(data.model_ids), "values": np.asarray(data.values),
                                 "pool": list(data.item_ids), "means": data.full_scores()}
 
+    def _adaptive_from_card(self) -> None:
+        """``adaptive`` with a card: the 2PL IRT model of the sequential test is calibrated on the
+        card's training responses (free: paid when the card was built), over the card's pool."""
+        from frugalmerge.estimators.irt import calibrate
+
+        if not self.calibration:
+            raise SearchError(f"objective {self.name!r}: adaptive testing with card {self.spec.card} needs the "
+                              "card's training responses (a card written by `frugalmerge zoo cards`)")
+        self.estimator = calibrate(self.calibration["values"], tuple(self.calibration["pool"]))
+        self.items = list(self.calibration["pool"])
+
     def _estimator_spec(self) -> tuple[str, dict[str, Any]]:
         """(estimator name, constructor params) of this objective: the card's, or the config's."""
         if self.spec.card is not None:
@@ -339,6 +350,8 @@ class BenchmarkObjective(Objective):
             return 0
         if self.spec.card is not None:
             self._load_card(all_ids)
+            if self.spec.adaptive:
+                self._adaptive_from_card()
             return 0
         from frugalmerge.estimators import ResponseMatrix, make_estimator
 
@@ -474,6 +487,9 @@ class BenchmarkObjective(Objective):
     def describe(self) -> str:
         if self.full:
             return f"{self.name}: benchmark {self.spec.benchmark}, full search split ({len(self.items)} items)"
+        if self.spec.card is not None and self.spec.adaptive:
+            return (f"{self.name}: benchmark {self.spec.benchmark}, sequential adaptive test of {self.spec.k} "
+                    f"of {len(self.pool)} items (2PL IRT on the training responses of card {self.spec.card})")
         if self.spec.card is not None:
             return (f"{self.name}: benchmark {self.spec.benchmark}, estimator card {self.spec.card} "
                     f"({len(self.items)} items)")
