@@ -112,6 +112,13 @@ def test_bench_and_card_round_trip(data, tmp_path):
     np.testing.assert_allclose(back.predict(obs).score, est.predict(obs).score)
 
 
+def test_kernel_weight_per_item_shrinks_beyond_k30():
+    wide = synthetic(n=40, m=60, seed=2)
+    assert make_estimator("adaptive").fit(wide, k=30).gamma_ == 1.0
+    assert make_estimator("adaptive").fit(wide, k=60).gamma_ == pytest.approx(0.5)
+    assert make_estimator("adaptive", gamma=2.0).fit(wide, k=10).gamma_ == 2.0
+
+
 def test_bad_inputs(data):
     with pytest.raises(EstimatorError, match="gamma and alpha must be > 0"):
         make_estimator("adaptive", gamma=0.0).fit(data, k=5)
