@@ -218,6 +218,27 @@ def test_adaptive_test_on_a_card_calibrates_irt_on_the_cards_training_responses(
     promos = [r for r in log if "promotion" in r]
     assert all(r["items"] == 5 for r in cands) and len(promos) == 2 and all(r["items"] == 8 for r in promos)
     assert all(0.0 <= r["estimate"]["math_de"]["value"] <= 1.0 for r in cands)
+    # a crash after generation 1, then resume: the IRT model comes back from the checkpoint
+    from frugalmerge.search import loop
+
+    real = loop.SearchRun._generation
+    calls = {"n": 0}
+
+    def crashing(self, state):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(self, state)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.SearchRun, "_generation", crashing)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(config_from_dict(raw), tmp_path / "crashed", quiet=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.Fitness, "calibrate", lambda self: pytest.fail("resume must not calibrate again"))
+        run_search(config_from_dict(raw), tmp_path / "crashed", resume=True, quiet=True)
+    assert (json.loads((tmp_path / "crashed" / "best.json").read_text())
+            == json.loads((tmp_path / "run" / "best.json").read_text()))
     cfg = config_from_dict(raw)
     fit = Fitness.build(cfg, SearchSpace(cfg))
     fit.calibrate()
