@@ -97,7 +97,10 @@ def fit(
     except EstimatorError as e:
         _fail(e)
         return
-    msg = f"wrote {out} ({method}, {len(est.selected_items_)} items"
+    n_items = len(est.selected_items_)
+    # A sequential estimator asks its own k of the pool per model; a fixed-form one has k items.
+    msg = f"wrote {out} ({method}, " + (f"{est.k_} of {n_items} items per model, chosen adaptively"
+                                        if est.sequential else f"{n_items} items")
     if validation:
         msg += f", CV MAE {100 * validation['mae']:.2f} points"
     typer.echo(msg + ")")
