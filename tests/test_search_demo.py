@@ -40,6 +40,29 @@ def _raw(zoo: Path, **over):
     return raw
 
 
+def _crash_and_resume(raw: dict, run_dir: Path) -> None:
+    """Run ``raw`` into ``run_dir``, crash it after its first generation, then resume it; the resume
+    must restore the fitted estimators from the checkpoint instead of calibrating again."""
+    from frugalmerge.search import loop
+
+    real = loop.SearchRun._generation
+    calls = {"n": 0}
+
+    def crashing(self, state):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(self, state)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.SearchRun, "_generation", crashing)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(config_from_dict(raw), run_dir, quiet=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.Fitness, "calibrate", lambda self: pytest.fail("resume must not calibrate again"))
+        run_search(config_from_dict(raw), run_dir, resume=True, quiet=True)
+
+
 def test_cheap_fitness_run_accounts_items_and_scores_test(smoke_zoo, tmp_path):
     cfg = config_from_dict(_raw(smoke_zoo, final={"max_pareto_test": 2, "promotion": {"top": 2, "k": 10}}))
     result = run_search(cfg, tmp_path / "run", quiet=True)
@@ -117,28 +140,12 @@ def test_quick_demo_writes_contract_summary_and_rerunnable_configs(smoke_zoo, tm
     assert np.isfinite(list(ml["evolved"].values())).all()
 
 
-def test_resume_with_real_fitness_matches(smoke_zoo, tmp_path, monkeypatch):
+def test_resume_with_real_fitness_matches(smoke_zoo, tmp_path):
     """Crash after generation 1 of a real (engine + estimator) run; the resumed run, which restores
     the fitted estimator from the checkpoint instead of calibrating again, ends identically."""
-    from frugalmerge.search import loop
-
     raw = _raw(smoke_zoo, final={"max_pareto_test": 1, "export": "none"})
     run_search(config_from_dict(raw), tmp_path / "ref", quiet=True)
-    real = loop.SearchRun._generation
-    calls = {"n": 0}
-
-    def crashing(self, state):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        real(self, state)
-
-    monkeypatch.setattr(loop.SearchRun, "_generation", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
-    monkeypatch.setattr(loop.SearchRun, "_generation", real)
-    monkeypatch.setattr(loop.Fitness, "calibrate", lambda self: pytest.fail("resume must not calibrate again"))
-    run_search(config_from_dict(raw), tmp_path / "run", resume=True, quiet=True)
+    _crash_and_resume(raw, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "best.json").read_text()) == json.loads((tmp_path / "ref" / "best.json").read_text())
 
 
@@ -219,24 +226,7 @@ def test_adaptive_test_on_a_card_calibrates_irt_on_the_cards_training_responses(
     assert all(r["items"] == 5 for r in cands) and len(promos) == 2 and all(r["items"] == 8 for r in promos)
     assert all(0.0 <= r["estimate"]["math_de"]["value"] <= 1.0 for r in cands)
     # a crash after generation 1, then resume: the IRT model comes back from the checkpoint
-    from frugalmerge.search import loop
-
-    real = loop.SearchRun._generation
-    calls = {"n": 0}
-
-    def crashing(self, state):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        real(self, state)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop.SearchRun, "_generation", crashing)
-        with pytest.raises(KeyboardInterrupt):
-            run_search(config_from_dict(raw), tmp_path / "crashed", quiet=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop.Fitness, "calibrate", lambda self: pytest.fail("resume must not calibrate again"))
-        run_search(config_from_dict(raw), tmp_path / "crashed", resume=True, quiet=True)
+    _crash_and_resume(raw, tmp_path / "crashed")
     assert (json.loads((tmp_path / "crashed" / "best.json").read_text())
             == json.loads((tmp_path / "run" / "best.json").read_text()))
     cfg = config_from_dict(raw)
