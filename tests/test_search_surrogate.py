@@ -105,6 +105,20 @@ def _raw(tiny_models, **over):
     return raw
 
 
+def _observations(tiny_models, entries: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The GP's inputs for a run's cached candidates: (features, method groups, estimates, SEs)."""
+    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
+                                  np.asarray([e["genotype"] for e in entries]))
+    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
+    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    return Z, groups, y, se
+
+
+def _log_without_timings(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (run_dir / "candidates.jsonl").read_text().splitlines()]
+
+
 def test_features_make_the_method_categorical_and_mask_unused_genes(tiny_models):
     space = SearchSpace(config_from_dict(_raw(tiny_models)))
     # genes: method, model_a.weight, model_a.density, model_b.weight, model_b.density
@@ -127,10 +141,7 @@ def test_run_with_surrogate_tells_and_picks_the_posterior_mean(tiny_models, tmp_
     assert best["smoothed"] == top["smoothed"]
     # refitting on the logged candidates reproduces the stored posterior means exactly
     entries = sorted(cache.values(), key=lambda e: e["order"])
-    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
-                                  np.asarray([e["genotype"] for e in entries]))
-    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
-    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    Z, groups, y, se = _observations(tiny_models, entries)
     mean, _ = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
     assert mean.tolist() == [e["smoothed"]["close"]["value"] for e in entries]
     # and the smoothed values track the noise-free objective better than the raw estimates
@@ -147,16 +158,11 @@ def test_surrogate_without_steering_only_changes_the_pick(tiny_models, tmp_path)
     plain = run_search(config_from_dict(_raw(tiny_models, fidelity=fid)), tmp_path / "plain", quiet=True)
     pick = run_search(config_from_dict(_raw(tiny_models, fidelity={**fid, "surrogate": "gp", "surrogate_steer": False})),
                       tmp_path / "pick", quiet=True)
-    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"}
-                       for l in (p / "candidates.jsonl").read_text().splitlines()]
-    assert strip(tmp_path / "plain") == strip(tmp_path / "pick")
+    assert _log_without_timings(tmp_path / "plain") == _log_without_timings(tmp_path / "pick")
     assert plain["items_evaluated"] == pick["items_evaluated"]
     best = json.loads((tmp_path / "pick" / "best.json").read_text())
     entries = sorted(load_checkpoint(tmp_path / "pick")["cache"].values(), key=lambda e: e["order"])
-    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
-                                  np.asarray([e["genotype"] for e in entries]))
-    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
-    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    Z, groups, y, se = _observations(tiny_models, entries)
     mean, _ = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
     top = int(np.argmax(mean))  # argmax: the first of ties, i.e. the earliest candidate
     assert best["key"] == entries[top]["key"]
@@ -188,15 +194,10 @@ def test_pick_by_lower_confidence_bound_changes_only_the_pick(tiny_models, tmp_p
     run_search(config_from_dict(_raw(tiny_models, fidelity=fid)), tmp_path / "mean", quiet=True)
     run_search(config_from_dict(_raw(tiny_models, fidelity={**fid, "surrogate_pick_z": 2.0})), tmp_path / "lcb",
                quiet=True)
-    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"}
-                       for l in (p / "candidates.jsonl").read_text().splitlines()]
-    assert strip(tmp_path / "mean") == strip(tmp_path / "lcb")
+    assert _log_without_timings(tmp_path / "mean") == _log_without_timings(tmp_path / "lcb")
     # the checkpoint holds the candidates (a non-steering surrogate is fitted once, at the end)
     entries = sorted(load_checkpoint(tmp_path / "lcb")["cache"].values(), key=lambda e: e["order"])
-    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
-                                  np.asarray([e["genotype"] for e in entries]))
-    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
-    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    Z, groups, y, se = _observations(tiny_models, entries)
     means, sds = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
     best = json.loads((tmp_path / "lcb" / "best.json").read_text())
     assert best["key"] == entries[int(np.argmax(means - 2.0 * sds))]["key"]
@@ -251,10 +252,7 @@ def test_final_reestimates_join_the_surrogate_and_its_argmax_is_the_pick(tiny_mo
     summary = run_search(config_from_dict(_raw(tiny_models, fidelity=fid, final=final)), tmp_path / "run", quiet=True)
     assert summary["promotion_items"] == 3 * 50
     entries = sorted(load_checkpoint(tmp_path / "run")["cache"].values(), key=lambda e: e["order"])
-    Z, groups = genotype_features(SearchSpace(config_from_dict(_raw(tiny_models))),
-                                  np.asarray([e["genotype"] for e in entries]))
-    y = np.asarray([e["estimate"]["close"]["value"] for e in entries])
-    se = np.asarray([e["estimate"]["close"]["se"] for e in entries])
+    Z, groups, y, se = _observations(tiny_models, entries)
     mean, _ = make_surrogate("gp").fit(Z, groups, y, se).predict(Z, groups)
     top = sorted(range(len(entries)), key=lambda i: (-mean[i], i))[:3]
     for i in top:
