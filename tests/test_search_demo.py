@@ -40,6 +40,12 @@ def _raw(zoo: Path, **over):
     return raw
 
 
+def _candidates_and_promotions(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """A run's candidate log split into candidate rows and promotion rows."""
+    log = [json.loads(line) for line in (run_dir / "candidates.jsonl").read_text().splitlines()]
+    return [r for r in log if "recipe" in r], [r for r in log if "promotion" in r]
+
+
 def _crash_and_resume(raw: dict, run_dir: Path) -> None:
     """Run ``raw`` into ``run_dir``, crash it after its first generation, then resume it; the resume
     must restore the fitted estimators from the checkpoint instead of calibrating again."""
@@ -180,9 +186,7 @@ def test_rotating_items_per_candidate_with_surrogate(smoke_zoo, tmp_path):
                final={"test": False, "export": "none"})
     result = run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
     assert result["calibration_items"] == 0
-    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
-    cands = [r for r in log if "recipe" in r]
-    promos = [r for r in log if "promotion" in r]
+    cands, promos = _candidates_and_promotions(tmp_path / "run")
     assert all(r["items"] == 6 for r in cands) and all(r["items"] == 9 for r in promos)
     assert len(promos) == 2 and result["items_evaluated"] == 6 * len(cands) + 9 * 2
     for r in cands:
@@ -220,9 +224,7 @@ def test_adaptive_test_on_a_card_calibrates_irt_on_the_cards_training_responses(
                final={"test": False, "export": "none"})
     result = run_search(config_from_dict(raw), tmp_path / "run", quiet=True)
     assert result["calibration_items"] == 0
-    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
-    cands = [r for r in log if "recipe" in r]
-    promos = [r for r in log if "promotion" in r]
+    cands, promos = _candidates_and_promotions(tmp_path / "run")
     assert all(r["items"] == 5 for r in cands) and len(promos) == 2 and all(r["items"] == 8 for r in promos)
     assert all(0.0 <= r["estimate"]["math_de"]["value"] <= 1.0 for r in cands)
     # a crash after generation 1, then resume: the IRT model comes back from the checkpoint
