@@ -207,10 +207,32 @@ def test_kernel_ridge_feature_exact_on_two_models():
 def test_default_full_tier_uses_the_kernel_ridge_features():
     train = synthetic(n=600, m=25, seed=5, target=True)
     est = make_estimator("default").fit(train, k=8, seed=0)
-    assert est.tier_ == "full" and est._summary_names()[-3:] == ("krr_1", "krr_3", "krr_10")
-    assert est.krr_dual_.shape == (600, 3)
+    assert est.tier_ == "full" and est._summary_names()[-4:] == ("krr_1", "krr_3", "krr_10", "lridge")
+    assert est.krr_dual_.shape == (600, 3) and est.lridge_ is True
     small = make_estimator("default").fit(train.select_models(np.arange(100)), k=8, seed=0)
-    assert small.tier_ == "ridge" and not hasattr(small, "krr_dual_")
+    assert small.tier_ == "ridge" and not hasattr(small, "krr_dual_") and not hasattr(small, "lridge_")
+    # A card saved before the local ridge existed (no ``lridge_``) keeps its old feature set.
+    del est.lridge_
+    assert est._summary_names()[-1] == "krr_10"
+
+
+def test_local_ridge_hand_computed_and_leave_one_out():
+    from frugalmerge.estimators.default import LR_ALPHA, local_ridge
+
+    # One item; prototypes answer 0 (target 0) and 1 (target 1); the query answers 0.
+    x, t = np.array([[0.0], [1.0]]), np.array([0.0, 1.0])
+    w1 = np.exp(-1.0) / (1 + np.exp(-1.0))  # one disagreement costs log-weight 1
+    w0 = 1 - w1
+    beta = w0 * w1 / (w0 * w1 + LR_ALPHA)  # weighted covariance / (weighted variance + alpha)
+    np.testing.assert_allclose(local_ridge(np.array([[0.0]]), x, t), [w1 - w1 * beta])
+    # Leave-one-out equals predicting each row from the other rows.
+    rng = np.random.default_rng(0)
+    xs = (rng.random((12, 5)) < 0.5).astype(float)
+    ts = xs.mean(axis=1) + 0.1 * rng.random(12)
+    loo = local_ridge(xs, xs, ts, exclude_self=True)
+    for i in (0, 7):
+        rest = np.delete(np.arange(12), i)
+        np.testing.assert_allclose(loo[i], local_ridge(xs[i:i + 1], xs[rest], ts[rest])[0])
 
 
 def test_column_means_skip_missing_without_warnings():
