@@ -10,16 +10,12 @@ from frugalmerge.estimators.adaptive import AdaptiveBatch, ResponseOracle
 from frugalmerge.estimators.bench import run_bench
 from frugalmerge.estimators.errors import EstimatorError
 from frugalmerge.estimators.responses import ResponseMatrix
+from test_estimators import synthetic as synthetic_2pl
 
 
 def synthetic(n: int = 150, m: int = 30, seed: int = 0) -> ResponseMatrix:
-    rng = np.random.default_rng(seed)
-    theta = rng.normal(size=n)
-    a = np.exp(rng.normal(0, 0.3, m))
-    b = rng.normal(size=m)
-    p = 1 / (1 + np.exp(-a * (theta[:, None] - b)))
-    y = (rng.random((n, m)) < p).astype(float)
-    return ResponseMatrix(y, [f"m{i}" for i in range(n)], [f"q{j}" for j in range(m)], target=p.mean(axis=1))
+    """test_estimators' synthetic 2PL responses, with the true expected score as target."""
+    return synthetic_2pl(n=n, m=m, seed=seed, target=True)
 
 
 @pytest.fixture(scope="module")
