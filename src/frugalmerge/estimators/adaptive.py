@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from frugalmerge.estimators.components import column_means
+from frugalmerge.estimators.components import column_means, weighted_local_ridge
 from frugalmerge.estimators.core import Estimates, Estimator, register_estimator
 from frugalmerge.estimators.errors import EstimatorError
 from frugalmerge.estimators.responses import ResponseMatrix
@@ -49,7 +49,6 @@ REFERENCE_K = 30
 ALPHA = 0.1  # ridge penalty of the local regression (posterior weights sum to 1)
 SE_SAMPLE = 500  # training models re-run (self excluded) to validate the standard error
 CHUNK = 512  # test models processed together (bounds memory: chunk x n_train weights)
-_NEGLIGIBLE = 1e-10  # prototypes below this share of the top weight drop out of the local ridge
 
 
 class ResponseOracle:
@@ -175,16 +174,7 @@ class AdaptiveBatch:
         cols, vals = cols[on], vals[on]
         if cols.size == 0:
             return float(mean)
-        keep = w > _NEGLIGIBLE * w.max()
-        ww = w[keep] / w[keep].sum()
-        xs = x[np.ix_(keep, cols)]
-        mu = ww @ xs
-        tm = float(ww @ t[keep])
-        xc = xs - mu
-        xw = xc * ww[:, None]
-        a = xw.T @ xc + self.est.alpha_ * np.eye(cols.size)
-        beta = np.linalg.solve(a, xw.T @ (t[keep] - tm))
-        return tm + float((vals - mu) @ beta)
+        return weighted_local_ridge(w, x[:, cols], t, vals, self.est.alpha_)
 
 
 def run_batch(est: Adaptive, ask, available: np.ndarray, exclude: np.ndarray | None = None

@@ -55,6 +55,22 @@ def crossfit_ridge(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple
     return oof, coef, b
 
 
+def weighted_local_ridge(w: np.ndarray, x: np.ndarray, t: np.ndarray, query: np.ndarray, alpha: float) -> float:
+    """Ridge of ``t`` on the rows of ``x`` weighted by ``w`` (a posterior over the training models),
+    centred on the weighted means and evaluated at ``query``: the neighbours' mean target corrected
+    linearly for where the query differs from them. Rows below 1e-10 of the top weight drop out."""
+    keep = np.flatnonzero(w > 1e-10 * w.max())
+    ww = w[keep] / w[keep].sum()
+    xs = x[keep]
+    mu = ww @ xs
+    tm = float(ww @ t[keep])
+    xc = xs - mu
+    xw = xc * ww[:, None]
+    a = xw.T @ xc + alpha * np.eye(x.shape[1])
+    beta = np.linalg.solve(a, xw.T @ (t[keep] - tm))
+    return tm + float((query - mu) @ beta)
+
+
 def calibration_kind(n: int) -> str:
     """Rule of n: isotonic needs many models; with few a line is safer; with very few, none."""
     if n >= 50:

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from frugalmerge.estimators.components import column_means, crossfit_ridge, fit_hgb, fit_ridge, pack, predict_hgb, unpack
+from frugalmerge.estimators.components import (column_means, crossfit_ridge, fit_hgb, fit_ridge, pack, predict_hgb, unpack,
+                                               weighted_local_ridge)
 from frugalmerge.estimators.core import register_estimator
 from frugalmerge.estimators.irt import calibrate, estimate_ability
 from frugalmerge.estimators.methods import COMMON_PARAMS, _IRTBased, _weighted_mean
@@ -141,16 +142,7 @@ def local_ridge(q: np.ndarray, train: np.ndarray, t: np.ndarray, exclude_self: b
         w = np.exp(lw - lw.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
         for i in range(w.shape[0]):
-            keep = np.flatnonzero(w[i] > 1e-10 * w[i].max())
-            ww = w[i, keep] / w[i, keep].sum()
-            xs = train[keep]
-            mu = ww @ xs
-            tm = float(ww @ t[keep])
-            xc = xs - mu
-            xw = xc * ww[:, None]
-            a = xw.T @ xc + LR_ALPHA * np.eye(m)
-            beta = np.linalg.solve(a, xw.T @ (t[keep] - tm))
-            out[s + i] = tm + float((q[s + i] - mu) @ beta)
+            out[s + i] = weighted_local_ridge(w[i], train, t, q[s + i], LR_ALPHA)
     return out
 
 
