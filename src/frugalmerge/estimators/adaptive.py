@@ -109,7 +109,7 @@ class AdaptiveBatch:
     """The adaptive procedure for a batch of models stepping together (vectorised over models)."""
 
     def __init__(self, est: Adaptive, available: np.ndarray, exclude: np.ndarray | None = None) -> None:
-        x, _, _, _ = est._arrays()
+        x, _ = est._arrays()
         q = available.shape[0]
         self.est = est
         self.budget = int(est.k_)
@@ -145,7 +145,7 @@ class AdaptiveBatch:
 
     def record(self, cols: np.ndarray, values: np.ndarray) -> None:
         """Update the weights with one revealed response per model (``cols`` -1 = none)."""
-        x, _, _, _ = self.est._arrays()
+        x, _ = self.est._arrays()
         on = np.flatnonzero(cols >= 0)
         if on.size:
             v = np.asarray(values, dtype=np.float64)[on]
@@ -158,7 +158,7 @@ class AdaptiveBatch:
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(score, posterior SD of the target, local-ridge score) per model."""
-        x, t, _, _ = self.est._arrays()
+        x, t = self.est._arrays()
         w = _softmax_rows(self.log_w)
         mean = w @ t
         sd = np.sqrt(np.maximum(w @ t**2 - mean**2, 0.0))
@@ -169,7 +169,7 @@ class AdaptiveBatch:
 
     def _local_ridge(self, w: np.ndarray, cols: np.ndarray, vals: np.ndarray, mean: float) -> float:
         """Weighted ridge of the target on the asked items, evaluated at this model's answers."""
-        x, t, _, _ = self.est._arrays()
+        x, t = self.est._arrays()
         on = cols >= 0
         cols, vals = cols[on], vals[on]
         if cols.size == 0:
@@ -182,12 +182,17 @@ def run_batch(est: Adaptive, ask, available: np.ndarray, exclude: np.ndarray | N
     """k adaptive steps for the models of ``available`` (rows); ``ask(cols) -> responses``.
 
     Returns (score, se)."""
+    score, sd, _ = _steps(est, ask, available, exclude).estimate()
+    return score, est._se(sd)
+
+
+def _steps(est: Adaptive, ask, available: np.ndarray, exclude: np.ndarray | None) -> AdaptiveBatch:
+    """The k ask/record steps of a batch (``ask(cols) -> responses``, -1 = nothing asked)."""
     batch = AdaptiveBatch(est, available, exclude)
     for _ in range(est.k_):
         cols = batch.next_items()
         batch.record(cols, ask(cols))
-    score, sd, _ = batch.estimate()
-    return score, est._se(sd)
+    return batch
 
 
 @register_estimator("adaptive")
@@ -214,13 +219,11 @@ class Adaptive(Estimator):
         self.se_floor_ = 0.0
         self._validate_se(seed)
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(prototype responses, targets, likelihood of answering 1, of answering 0), cached."""
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(prototype responses, targets) as float64, cached."""
         cache = self.__dict__.get("_cache")
         if cache is None:
-            x = np.asarray(self.x_, dtype=np.float64)
-            g = float(self.gamma_)
-            cache = (x, np.asarray(self.t_, dtype=np.float64), np.exp(-g * (1.0 - x)), np.exp(-g * x))
+            cache = (np.asarray(self.x_, dtype=np.float64), np.asarray(self.t_, dtype=np.float64))
             self.__dict__["_cache"] = cache
         return cache
 
@@ -228,15 +231,18 @@ class Adaptive(Estimator):
         """Per answer y in (1, 0): (L_y, L_y * t, L_y * t^2) over prototypes x items, cached."""
         lik = self.__dict__.get("_lik")
         if lik is None:
-            _, t, e1, e0 = self._arrays()
-            lik = tuple((e, e * t[:, None], e * (t**2)[:, None]) for e in (e1, e0))
+            x, t = self._arrays()
+            g = float(self.gamma_)
+            # L_1 = exp(-gamma (1 - x)), L_0 = exp(-gamma x): each prototype's likelihood of y
+            lik = tuple((e, e * t[:, None], e * (t**2)[:, None])
+                        for e in (np.exp(-g * (1.0 - x)), np.exp(-g * x)))
             self.__dict__["_lik"] = lik
         return lik
 
     def _validate_se(self, seed: int) -> None:
         """Run up to SE_SAMPLE training models through the procedure without themselves as
         prototypes; the SE is their posterior SD scaled to match the errors actually made."""
-        x, t, _, _ = self._arrays()
+        x, t = self._arrays()
         n = x.shape[0]
         rows = np.sort(np.random.default_rng(seed).permutation(n)[:min(n, SE_SAMPLE)])
         score, sd, _ = self._run_rows(x[rows], exclude=rows)
@@ -251,15 +257,13 @@ class Adaptive(Estimator):
     def _run_rows(self, values: np.ndarray, exclude: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Adaptive run where the responses are known in full (training validation)."""
-        available = ~np.isnan(values)
-        batch = AdaptiveBatch(self, available, exclude)
-        for _ in range(self.k_):
-            cols = batch.next_items()
+        def ask(cols: np.ndarray) -> np.ndarray:
             got = np.full(cols.size, np.nan)
             on = cols >= 0
             got[on] = values[np.flatnonzero(on), cols[on]]
-            batch.record(cols, got)
-        return batch.estimate()
+            return got
+
+        return _steps(self, ask, ~np.isnan(values), exclude).estimate()
 
     def _se(self, sd: np.ndarray) -> np.ndarray:
         return np.maximum(float(self.se_scale_) * sd, float(self.se_floor_))
