@@ -292,9 +292,8 @@ class SearchRun:
     def _surrogate_values(self, state: SearchState, X: np.ndarray) -> np.ndarray:
         """The told values (smoothed, or tie-broken) of already evaluated genotypes ``X`` (rows of
         the optimiser's population)."""
-        field = self._rank_field()
-        rows = [state.cache[recipe_key(self.space.decode(x))][field] for x in np.asarray(X)]
-        return np.asarray([[r[n]["value"] for n in self.names] for r in rows], dtype=np.float64)
+        entries = [state.cache[recipe_key(self.space.decode(x))] for x in np.asarray(X)]
+        return objective_matrix(entries, self.names, self._rank_field())
 
     def _should_continue(self, state: SearchState) -> bool:
         budget = self.config.budget
