@@ -333,12 +333,13 @@ class Default(_IRTBased):
         f = self._base_features(y)
         f["impute_ridge"] = f["full"] @ self.ir_coef_ + self.ir_b_
         f["sub_ridge"] = f["y_imp"] @ self.sr_coef_ + self.sr_b_
-        f["knn"] = knn_mean(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.knn_y_), self.n_neighbors_)
+        # the training rows of the neighbour features, converted once (stored as float32)
+        train_x, train_y = np.asarray(self.knn_x_, np.float64), np.asarray(self.knn_y_)
+        f["knn"] = knn_mean(f["y_imp"], train_x, train_y, self.n_neighbors_)
         if getattr(self, "krr_dual_", None) is not None:
-            _krr_features(f, predict_krr(f["y_imp"], np.asarray(self.knn_x_, np.float64),
-                                         np.asarray(self.krr_dual_), float(self.krr_mu_)))
+            _krr_features(f, predict_krr(f["y_imp"], train_x, np.asarray(self.krr_dual_), float(self.krr_mu_)))
         if getattr(self, "lridge_", False):
-            f["lridge"] = local_ridge(f["y_imp"], np.asarray(self.knn_x_, np.float64), np.asarray(self.knn_y_))
+            f["lridge"] = local_ridge(f["y_imp"], train_x, train_y)
         x = self._matrix(f)
         score = self._ridge_stack(x)
         if self.tier_ == "full":
