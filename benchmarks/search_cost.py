@@ -158,14 +158,10 @@ def parse_variant(text: str) -> Variant:
                              "(finalN[@K], promoteN[@K], raceZ, surrogateNAME, ucbZ, pickp, pickzZ, tbE, fsur, adaptive, nosteer)")
     if race_z is not None and not promote:
         raise SystemExit(f"search_cost: variant {text!r}: raceZ needs promoteN")
-    if (ucb_z is not None or pick_promoted or not steer or pick_z) and not surrogate:
-        raise SystemExit(f"search_cost: variant {text!r}: ucbZ / pickp / pickzZ / nosteer need surrogateNAME")
     if adaptive and head != "card":
         raise SystemExit(f"search_cost: variant {text!r}: adaptive needs card")
-    if final_into and not (surrogate and final_top):
-        raise SystemExit(f"search_cost: variant {text!r}: fsur needs surrogateNAME and finalN")
-    if tiebreak and (steer or not surrogate):
-        raise SystemExit(f"search_cost: variant {text!r}: tbE needs surrogateNAME and nosteer")
+    # How the surrogate options combine (ucbZ, pickp, pickzZ, nosteer, tbE, fsur) is the search
+    # config's rule: main() validates every variant's config before the first run.
     return Variant(text.strip(), head == "card", final_top, promote, promote_k, cards_dir or None, final_k, race_z,
                    surrogate, ucb_z, pick_promoted, int(rot.group(1)) if rot else 0, steer, pick_z,
                    tiebreak, final_into, adaptive)
@@ -206,17 +202,15 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
     if variant.promote:
         cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k,
                            **({"racing_z": variant.race_z} if variant.race_z is not None else {})}
-    if variant.surrogate:
-        cfg["fidelity"] = {**cfg["fidelity"], "surrogate": variant.surrogate,
-                           **({"surrogate_ucb_z": variant.ucb_z} if variant.ucb_z is not None else {}),
-                           **({"surrogate_pick_promoted": True} if variant.pick_promoted else {}),
-                           **({"surrogate_pick_z": variant.pick_z} if variant.pick_z else {}),
-                           **({"surrogate_tiebreak": variant.tiebreak} if variant.tiebreak else {}),
-                           **({"surrogate_steer": False} if not variant.steer else {})}
-    if variant.final_top:
+    # Every surrogate option goes to the config as given (the config's defaults when not chosen, which
+    # leave a run's hash unchanged), so the config's own validation rejects a bad combination.
+    cfg["fidelity"] = {**cfg["fidelity"], "surrogate": variant.surrogate, "surrogate_ucb_z": variant.ucb_z,
+                       "surrogate_pick_promoted": variant.pick_promoted, "surrogate_pick_z": variant.pick_z,
+                       "surrogate_tiebreak": variant.tiebreak, "surrogate_steer": variant.steer}
+    if variant.final_top or variant.final_into:
         # k above any split size: the promotion is the plain mean over the whole search split.
         cfg["final"] = {**final, "promotion": {"top": variant.final_top, "k": variant.final_k or 1_000_000,
-                                               **({"into_surrogate": True} if variant.final_into else {})}}
+                                               "into_surrogate": variant.final_into}}
     return cfg
 
 
@@ -407,6 +401,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"search_cost: no cards at {folder} (build them: frugalmerge zoo cards --out {folder})")
                 return 1
             card_info[v.label] = _card_cost(folder, benches)
+    from frugalmerge.search.config import config_from_dict
+    from frugalmerge.search.errors import ConfigError
+
+    for v in variants:  # one clear error per bad variant before any search runs
+        try:
+            config_from_dict(_config(raw, args, seeds[0], v, cards))
+        except ConfigError as exc:
+            raise SystemExit(f"search_cost: variant {v.label!r}: {exc}") from None
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="search_cost_"))
     results: dict[int, dict[str, dict[str, Any]]] = {}
     run_dirs: dict[int, dict[str, Path]] = {}
