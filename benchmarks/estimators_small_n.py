@@ -25,7 +25,7 @@ def main() -> None:
         print(f"skip: {folder} not found")
         return
     from frugalmerge.estimators import load_responses, make_estimator
-    from frugalmerge.estimators.adaptive import ResponseOracle
+    from frugalmerge.estimators.bench import predict_revealed
     from frugalmerge.runtime import configure_torch_threads
 
     configure_torch_threads(1)
@@ -41,12 +41,7 @@ def main() -> None:
                 train, test = r.select_models(perm[:n]), r.select_models(perm[n:n + 1000])
                 for m in methods:
                     est = make_estimator(m).fit(train, k=args.k, seed=rep)
-                    if est.sequential:
-                        oracle = ResponseOracle(test.reveal(test.item_ids))
-                        out = est.predict_sequential(oracle)
-                        oracle.check(args.k)
-                    else:
-                        out = est.predict(test.reveal(est.selected_items_))
+                    out = predict_revealed(est, test, args.k)
                     res[m].append(100 * float(np.abs(out.score - test.target).mean()))
             print(f"| {ds} | {n} | " + " | ".join(f"{np.mean(res[m]):.2f}" for m in methods) + " |", flush=True)
 

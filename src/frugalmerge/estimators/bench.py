@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from frugalmerge.estimators.core import estimator_names, make_estimator
+from frugalmerge.estimators.core import Estimates, Estimator, estimator_names, make_estimator
 from frugalmerge.estimators.errors import EstimatorError
 from frugalmerge.estimators.responses import ResponseMatrix
 
@@ -69,6 +69,20 @@ def cross_validate(responses: ResponseMatrix, method: str, k: int | str, folds: 
     return rows[0]
 
 
+def predict_revealed(est: Estimator, test: ResponseMatrix, k: int) -> Estimates:
+    """``est``'s estimates for the ``test`` models from only what the method may see: the responses
+    on its chosen items (no target), or for a sequential estimator one response per model per step
+    through a counting oracle (exactly min(k, available) responses per test model)."""
+    if est.sequential:
+        from frugalmerge.estimators.adaptive import ResponseOracle
+
+        oracle = ResponseOracle(test.reveal(test.item_ids))
+        out = est.predict_sequential(oracle)
+        oracle.check(k)
+        return out
+    return est.predict(test.reveal(est.selected_items_))
+
+
 def run_bench(
     responses: ResponseMatrix,
     ks: Sequence[int | str],
@@ -95,8 +109,6 @@ def run_bench(
     split = fold_indices(responses.n_models, folds, seed)
     total = len(split) * len(names) * len(k_values)
 
-    from frugalmerge.estimators.adaptive import ResponseOracle
-
     def work(tick) -> None:
         for f, test_rows in enumerate(split):
             train_rows = np.setdiff1d(np.arange(responses.n_models), test_rows)
@@ -106,15 +118,7 @@ def run_bench(
                 for k in k_values:
                     start = time.perf_counter()
                     est = make_estimator(m, **(params or {}).get(m, {})).fit(train, k=k, seed=seed + f)
-                    if est.sequential:
-                        # Per-model items: an oracle reveals one response per model per step and
-                        # counts them; exactly min(k, available) responses per test model.
-                        oracle = ResponseOracle(test.reveal(test.item_ids))
-                        out = est.predict_sequential(oracle)
-                        oracle.check(k)
-                    else:
-                        # Only the chosen items' responses of the test models are revealed (no target).
-                        out = est.predict(test.reveal(est.selected_items_))
+                    out = predict_revealed(est, test, k)
                     pred[(m, k)][test_rows] = out.score
                     se[(m, k)][test_rows] = out.se
                     secs[(m, k)] += time.perf_counter() - start
