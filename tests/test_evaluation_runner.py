@@ -3,9 +3,12 @@ invariance, cache hits, dtypes, language rule."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -223,6 +226,29 @@ def test_graded_scores(trained_model):
     assert all((probs[k] > 0.5) == (wins[k] == 1.0) for k in probs)
     with pytest.raises(ValueError, match="graded"):
         TaskSpec(type="generative_exact", graded=True)
+
+
+def test_token_probability_is_the_geometric_mean_of_reference_token_probabilities(trained_model):
+    model, tok, items = trained_model
+    task = TaskSpec(type="teacher_forced_exact", graded=True, graded_measure="token_probability")
+    bench = Benchmark("p", task, items[:5] + [Item(id="wrong", prompt=items[0].prompt, answer="cat dog")])
+    probs = evaluate(model, tok, bench, batch_size=3)
+    binary = evaluate(model, tok, bench.with_task(TaskSpec(type="teacher_forced_exact")))
+    for e, it in zip(encode_items(bench, tok, bench.items), bench.items):
+        full = torch.tensor([list(e.prompt) + list(e.targets[0])])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(full).logits[0].float(), -1)
+        cont = e.targets[0]
+        manual = sum(logp[len(e.prompt) - 1 + j, t].item() for j, t in enumerate(cont)) / len(cont)
+        assert probs[it.id] == pytest.approx(float(np.exp(manual)), rel=1e-4)
+    assert probs["wrong"] < min(probs[it.id] for it in items[:5] if binary[it.id] == 1.0)
+    # the default measure keeps the settings hash of tasks written before the field existed
+    plain = TaskSpec(type="teacher_forced_exact")
+    before = {k: v for k, v in plain.model_dump(mode="json").items() if k != "graded_measure"}
+    assert plain.settings_hash() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert plain.settings_hash() != task.settings_hash()
+    with pytest.raises(ValueError, match="graded_measure"):
+        TaskSpec(type="teacher_forced_exact", graded_measure="token_probability")
 
 
 def test_language_rule_on_generated_answers(trained_model):

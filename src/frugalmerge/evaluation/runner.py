@@ -320,9 +320,14 @@ def _generate_batch(ctx: RunContext, prompts, max_new_tokens: int, eos_tensor,
 def score_teacher_forced(ctx: RunContext, items: Sequence[Item], enc: Sequence[EncodedItem]
                          ) -> list[float]:
     """1 when greedy argmax reproduces the whole reference continuation (and end of text);
-    graded: the fraction of reference tokens it reproduces."""
-    stats = continuation_stats(ctx, [(e.prompt, e.targets[0]) for e in enc], logprobs=False)
-    if ctx.benchmark.task.graded:
+    graded: the fraction of reference tokens it reproduces (``token_accuracy``) or the geometric
+    mean of the reference tokens' probabilities (``token_probability``)."""
+    task = ctx.benchmark.task
+    probability = task.graded and task.graded_measure == "token_probability"
+    stats = continuation_stats(ctx, [(e.prompt, e.targets[0]) for e in enc], logprobs=probability)
+    if probability:
+        return [float(np.exp(lp / len(e.targets[0]))) for lp, e in zip(stats.logprob, enc)]
+    if task.graded:
         return [float(a) for a in stats.token_accuracy]
     return [float(g) for g in stats.greedy]
 

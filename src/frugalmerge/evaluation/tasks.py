@@ -130,6 +130,10 @@ class TaskSpec(BaseModel):
     #: Graded instead of 0/1 scores: teacher_forced_exact -> fraction of reference tokens the
     #: model predicts; multiple_choice -> probability of the correct choice among the choices.
     graded: bool = False
+    #: teacher_forced_exact, graded: ``token_accuracy`` (the fraction of reference tokens greedy
+    #: argmax reproduces) or ``token_probability`` (the geometric mean of the probabilities the
+    #: model gives the reference tokens: continuous, so it separates models whose argmax agrees).
+    graded_measure: Literal["token_accuracy", "token_probability"] = "token_accuracy"
     language_rule: LanguageRule | None = None
 
     @field_validator("type")
@@ -151,6 +155,9 @@ class TaskSpec(BaseModel):
         if self.graded and self.type not in ("teacher_forced_exact", "multiple_choice"):
             raise ValueError(f"graded scores exist for teacher_forced_exact and multiple_choice, "
                              f"not {self.type!r}")
+        if self.graded_measure != "token_accuracy" and not (self.graded and self.type == "teacher_forced_exact"):
+            raise ValueError(f"graded_measure {self.graded_measure!r} needs graded: true and the "
+                             f"teacher_forced_exact type (got graded={self.graded}, type {self.type!r})")
         return self
 
     @property
@@ -160,7 +167,11 @@ class TaskSpec(BaseModel):
 
     def settings_hash(self) -> str:
         """A short stable hash of these settings (part of every cache key)."""
-        raw = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        settings = self.model_dump(mode="json")
+        # A field added later enters the hash only when set, so existing caches keep their keys.
+        if settings["graded_measure"] == "token_accuracy":
+            del settings["graded_measure"]
+        raw = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
