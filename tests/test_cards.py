@@ -188,3 +188,60 @@ def test_build_cards_with_pilot_searches_adds_their_best_candidates(smoke_zoo, t
     assert 2 * 4 <= card["pilot_search_items"] <= 2 * 2 * (10 * 4 + n_search)
     assert card["items_evaluated"] == data.values.size + card["pilot_search_items"] == index["items_evaluated"]
     assert index["pilot_searches"] == 2 and index["pilot_top"] == 2
+
+
+def test_graded_cards_score_their_items_by_token_probability_and_keep_the_accuracy_target(smoke_zoo, tmp_path):
+    """``graded``: the training responses are graded token probabilities, the target each model's
+    0/1 search accuracy; the card records it, a search scores the card's items (and promotions) the
+    same way while the test split stays 0/1; refit keeps it; adaptive testing refuses the card."""
+    from frugalmerge.estimators import load_card, load_responses
+    from frugalmerge.evaluation import TaskSpec, evaluate
+    from frugalmerge.search.config import config_from_dict
+    from frugalmerge.search.errors import SearchError
+    from frugalmerge.search.fitness import Fitness
+    from frugalmerge.search.loop import run_search
+    from frugalmerge.search.space import SearchSpace
+
+    build_cards(smoke_zoo, tmp_path / "cards", estimator="pirt", k=4, random_merges=3,
+                showcases=["cross_domain"], graded="token_probability")
+    folder = tmp_path / "cards" / "math_de"
+    scoring = {"graded": True, "graded_measure": "token_probability"}
+    est, card = load_card(folder)
+    assert card["scoring"] == scoring
+    data = load_responses(folder / RESPONSES_FILE)
+    assert data.model_ids[0] == "source:math_en" and data.target is not None
+    assert ((data.values > 0) & (data.values < 1)).mean() > 0.9  # continuous, not 0/1
+    raw = {
+        "name": "cd", "seed": 1, "zoo": str(smoke_zoo), "base_model": "base", "models": ["math_en", "lang_de"],
+        "method": {"choices": ["task_arithmetic", "ties"]},
+        "search": {"weight": {"bounds": [0.0, 1.5]}, "density": {"bounds": [0.3, 1.0]}},
+        "objectives": [{"name": "math_de", "benchmark": "math_de", "card": str(folder)}],
+        "algorithm": {"name": "ga", "pop_size": 4}, "budget": {"generations": 2},
+        "fidelity": {"promote_per_generation": 1, "k": 8},
+        "final": {"test": True, "export": "none"},
+    }
+    cfg = config_from_dict(raw)
+    fitness = Fitness.build(cfg, SearchSpace(cfg))
+    fitness.calibrate()
+    obj = fitness.objectives[0]
+    source = ("source:math_en", fitness.calibration_recipes()[0][1])
+    model = obj.host.model_for(source[1], "src")
+    binary = evaluate(model, obj.host.tokenizer, obj.search_bench)
+    graded = evaluate(model, obj.host.tokenizer, obj.estimate_bench)
+    assert obj.estimate_bench.task == TaskSpec.model_validate({**obj.search_bench.task.model_dump(), **scoring})
+    assert data.target[0] == pytest.approx(np.mean(list(binary.values())))
+    assert data.values[0] == pytest.approx([graded[i] for i in data.item_ids])
+    result = run_search(cfg, tmp_path / "run", quiet=True)
+    assert result["calibration_items"] == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    assert any(r["items"] == 8 for r in log if "promotion" in r)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    n_test = len(_ids(smoke_zoo / "benchmarks" / "math_de" / "test.jsonl"))
+    true = best["test"]["math_de"]["acc"]  # 0/1 accuracy on the test split
+    assert round(true * n_test) == pytest.approx(true * n_test)
+    refit_card(folder, tmp_path / "refit")
+    assert json.loads((tmp_path / "refit" / "card.json").read_text())["scoring"] == scoring
+    adaptive = {**raw, "objectives": [{**raw["objectives"][0], "adaptive": True}]}
+    cfg = config_from_dict(adaptive)
+    with pytest.raises(SearchError, match="0/1 responses"):
+        Fitness.build(cfg, SearchSpace(cfg)).calibrate()

@@ -24,8 +24,12 @@ __all__ = ["save_card", "load_card", "load_card_responses", "CARD_FORMAT", "RESP
 
 
 def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Path,
-              validation: dict[str, Any] | None = None) -> Path:
-    """Write ``estimator`` (fitted on ``responses``) as a card directory, atomically."""
+              validation: dict[str, Any] | None = None, *, scoring: dict[str, Any] | None = None) -> Path:
+    """Write ``estimator`` (fitted on ``responses``) as a card directory, atomically.
+
+    ``scoring``: task settings the responses were scored with when they are not the task's own
+    0/1 scores (e.g. ``{"graded": true, "graded_measure": "token_probability"}``); a user of the
+    card must score its items the same way."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -43,6 +47,8 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
         "fitted": meta["fitted"],
         "arrays_file": ARRAYS_FILE,
     }
+    if scoring:
+        card["scoring"] = dict(scoring)
     with atomic_dir(out) as tmp:
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))

@@ -224,6 +224,10 @@ class BenchmarkObjective(Objective):
         self.calibration: dict[str, Any] = {}
         self._promoted: dict[int, Any] = {}
         self._card_estimator: tuple[str, dict[str, Any]] = (spec.estimator, {})
+        #: Task settings the card's responses were scored with (e.g. graded token probabilities);
+        #: the card's items are scored the same way, the full split and the test split stay 0/1.
+        self.scoring: dict[str, Any] = {}
+        self._estimate_bench: Any = None
 
     # data
     def _load(self, split: str) -> Any:
@@ -240,6 +244,18 @@ class BenchmarkObjective(Objective):
         if self._search is None:
             self._search = self._load("search")
         return self._search
+
+    @property
+    def estimate_bench(self) -> Any:
+        """The search split as the estimator reads it: scored like the card's training responses."""
+        if not self.scoring:
+            return self.search_bench
+        if self._estimate_bench is None:
+            from frugalmerge.evaluation import TaskSpec
+
+            task = TaskSpec.model_validate({**self.search_bench.task.model_dump(), **self.scoring})
+            self._estimate_bench = self.search_bench.with_task(task)
+        return self._estimate_bench
 
     @property
     def test_bench(self) -> Any:
@@ -293,6 +309,7 @@ class BenchmarkObjective(Objective):
         from frugalmerge.estimators.errors import CardError
 
         est, card = load_card(self.spec.card)
+        self._set_scoring(dict(card.get("scoring") or {}))
         known = set(all_ids)
         missing = [i for i in est.selected_items_ if i not in known]
         if missing:
@@ -317,6 +334,29 @@ class BenchmarkObjective(Objective):
             self.pool = list(data.item_ids)
             self.calibration = {"models": list(data.model_ids), "values": np.asarray(data.values),
                                 "pool": list(data.item_ids), "means": data.full_scores()}
+            if self.scoring:  # graded responses: the 0/1 search-split accuracy is a separate target
+                self.calibration["target"] = data.full_scores()
+
+    def _set_scoring(self, scoring: dict[str, Any]) -> None:
+        """Adopt a card's scoring settings (checked against the benchmark's task type)."""
+        from frugalmerge.evaluation import TaskSpec
+
+        allowed = {"graded", "graded_measure"}
+        unknown = sorted(set(scoring) - allowed)
+        if unknown:
+            raise SearchError(f"objective {self.name!r}: card {self.spec.card} has unknown scoring setting "
+                              f"{unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+        if scoring and self.spec.adaptive:
+            raise SearchError(f"objective {self.name!r}: adaptive testing needs a card of 0/1 responses; card "
+                              f"{self.spec.card} holds graded ones ({scoring})")
+        try:
+            TaskSpec.model_validate({**self.search_bench.task.model_dump(), **scoring})
+        except ValueError as exc:
+            msg = " ".join(str(exc).split())
+            raise SearchError(f"objective {self.name!r}: card {self.spec.card} was scored with {scoring}, which "
+                              f"benchmark {self.spec.benchmark!r} cannot use: {msg}") from None
+        self.scoring = scoring
+        self._estimate_bench = None
 
     def _adaptive_from_card(self) -> None:
         """``adaptive`` with a card: the 2PL IRT model of the sequential test is calibrated on the
@@ -391,7 +431,8 @@ class BenchmarkObjective(Objective):
 
     def state(self) -> dict[str, Any]:
         return {"estimator": self.estimator, "items": self.items, "pool": self.pool,
-                "calibration": self.calibration, "card_estimator": self._card_estimator}
+                "calibration": self.calibration, "card_estimator": self._card_estimator,
+                "scoring": self.scoring}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.estimator = state["estimator"]
@@ -399,6 +440,8 @@ class BenchmarkObjective(Objective):
         self.pool = list(state["pool"])
         self.calibration = dict(state["calibration"])
         self._card_estimator = state.get("card_estimator", self._card_estimator)
+        self.scoring = dict(state.get("scoring") or {})
+        self._estimate_bench = None
 
     # scoring
     def _estimate(self, estimator: Any, items: list[str], resp: dict[str, float]) -> tuple[float, float]:
@@ -438,10 +481,11 @@ class BenchmarkObjective(Objective):
             return self._adaptive(recipe, key, self.spec.k)
         if self.spec.rotating and not self.full:
             return self._rotating_score(recipe, key, self.spec.rotating)
-        resp = self._responses(self.search_bench, recipe, key, self.items)
         if self.full or self.estimator is None:
+            resp = self._responses(self.search_bench, recipe, key, self.items)
             mean = float(np.mean([resp[i] for i in self.items]))
             return Score(mean, binomial_se(mean, len(self.items)), len(self.items))
+        resp = self._responses(self.estimate_bench, recipe, key, self.items)
         value, se = self._estimate(self.estimator, self.items, resp)
         return Score(value, se, len(self.items))
 
@@ -466,7 +510,8 @@ class BenchmarkObjective(Objective):
 
             cal = self.calibration
             matrix = ResponseMatrix(values=cal["values"], model_ids=tuple(cal["models"]),
-                                    item_ids=tuple(cal["pool"]), name=f"calibration:{self.name}")
+                                    item_ids=tuple(cal["pool"]), target=cal.get("target"),
+                                    name=f"calibration:{self.name}")
             name, params = self._estimator_spec()
             endpoints = [n for n in cal["models"] if n.startswith("source:")]
             est = make_estimator(name, **params).fit(
@@ -474,7 +519,7 @@ class BenchmarkObjective(Objective):
             self._promoted[k] = est
         est = self._promoted[k]
         items = list(est.selected_items_)
-        resp = self._responses(self.search_bench, recipe, key, items)
+        resp = self._responses(self.estimate_bench, recipe, key, items)
         value, se = self._estimate(est, items, resp)
         return Score(value, se, len(items))
 

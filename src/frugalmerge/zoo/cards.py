@@ -65,6 +65,8 @@ class CardData:
     model_ids: tuple[str, ...]
     item_ids: tuple[str, ...]
     values: np.ndarray
+    #: Each model's 0/1 accuracy over the search split when ``values`` are graded scores.
+    target: np.ndarray | None = None
 
 
 def _showcase_recipes(config: Any, space: Any, random_merges: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
@@ -94,8 +96,12 @@ def _showcase_raws(zoo: Any, showcases: list[str] | None) -> dict[str, dict[str,
 
 
 def _evaluate_models(zoo: Any, name: str, raw: dict[str, Any], recipes: list[tuple[str, dict[str, Any]]],
-                     progress: Callable[[str], None] | None) -> list[CardData]:
-    """Every recipe on every search item of each objective of one showcase -> one CardData each."""
+                     progress: Callable[[str], None] | None, scoring: dict[str, Any] | None = None) -> list[CardData]:
+    """Every recipe on every search item of each objective of one showcase -> one CardData each.
+
+    With ``scoring`` (task settings such as graded token probabilities) the values are scored that
+    way and each model's 0/1 accuracy over the split becomes the target."""
+    from frugalmerge.evaluation import TaskSpec
     from frugalmerge.search.config import config_from_dict
     from frugalmerge.search.fitness import Fitness
     from frugalmerge.search.space import SearchSpace, recipe_key
@@ -103,26 +109,44 @@ def _evaluate_models(zoo: Any, name: str, raw: dict[str, Any], recipes: list[tup
     # Full fitness: the objectives are plain search-split evaluators (no calibration).
     cfg = config_from_dict({**raw, "fitness": "full"}, zoo.root)
     fitness = Fitness.build(cfg, SearchSpace(cfg))
+    benches: dict[str, tuple[Any, Any]] = {}
+    for obj in fitness.objectives:
+        bench = obj.search_bench  # type: ignore[attr-defined]
+        graded = None
+        if scoring:
+            try:
+                graded = bench.with_task(TaskSpec.model_validate({**bench.task.model_dump(), **scoring}))
+            except ValueError as exc:
+                msg = " ".join(str(exc).split())
+                raise ZooError(f"{name}: benchmark {bench.name!r} cannot be scored with {scoring}: {msg}") from None
+        benches[obj.name] = (bench, graded)
     rows: dict[str, list[list[float]]] = {o.name: [] for o in fitness.objectives}
+    targets: dict[str, list[float]] = {o.name: [] for o in fitness.objectives}
     for i, (model_id, recipe) in enumerate(recipes):
         if progress:
             progress(f"{name}: model {i + 1}/{len(recipes)} ({model_id})")
         key = recipe_key(recipe)
         for obj in fitness.objectives:
-            bench = obj.search_bench  # type: ignore[attr-defined]
+            bench, graded = benches[obj.name]
             resp = obj._responses(bench, recipe, key, None)  # type: ignore[attr-defined]
-            rows[obj.name].append([resp[item.id] for item in bench.items])
+            if graded is None:
+                rows[obj.name].append([resp[item.id] for item in bench.items])
+                continue
+            targets[obj.name].append(float(np.mean(list(resp.values()))))
+            scores = obj._responses(graded, recipe, key, None)  # type: ignore[attr-defined]
+            rows[obj.name].append([scores[item.id] for item in bench.items])
     out = []
     for obj in fitness.objectives:
-        bench = obj.search_bench  # type: ignore[attr-defined]
+        bench, graded = benches[obj.name]
         out.append(CardData(name, obj.spec.benchmark or obj.name, tuple(m for m, _ in recipes),  # type: ignore[attr-defined]
                             tuple(item.id for item in bench.items),
-                            np.asarray(rows[obj.name], dtype=np.float64).reshape(len(recipes), len(bench.items))))
+                            np.asarray(rows[obj.name], dtype=np.float64).reshape(len(recipes), len(bench.items)),
+                            None if graded is None else np.asarray(targets[obj.name], dtype=np.float64)))
     return out
 
 
 def collect_card_data(zoo: Any, *, random_merges: int = DEFAULT_RANDOM_MERGES, seed: int = 0,
-                      showcases: list[str] | None = None,
+                      showcases: list[str] | None = None, scoring: dict[str, Any] | None = None,
                       progress: Callable[[str], None] | None = None) -> list[CardData]:
     """Evaluate every training model of each showcase on the search split of its objectives."""
     from frugalmerge.search.config import config_from_dict
@@ -132,7 +156,7 @@ def collect_card_data(zoo: Any, *, random_merges: int = DEFAULT_RANDOM_MERGES, s
     for name, raw in _showcase_raws(zoo, showcases).items():
         cfg = config_from_dict({**raw, "fitness": "full"}, zoo.root)
         recipes = _showcase_recipes(cfg, SearchSpace(cfg), random_merges, seed)
-        out += _evaluate_models(zoo, name, raw, recipes, progress)
+        out += _evaluate_models(zoo, name, raw, recipes, progress, scoring)
     return out
 
 
@@ -184,13 +208,16 @@ def pilot_recipes(zoo: Any, name: str, cards: dict[str, Path], work: Path, *,
 def _concat(a: CardData, b: CardData) -> CardData:
     if a.item_ids != b.item_ids:
         raise ZooError(f"{a.benchmark}: pilot responses cover other items than the random merges'")
-    return CardData(a.showcase, a.benchmark, a.model_ids + b.model_ids, a.item_ids, np.vstack([a.values, b.values]))
+    target = None if a.target is None or b.target is None else np.concatenate([a.target, b.target])
+    return CardData(a.showcase, a.benchmark, a.model_ids + b.model_ids, a.item_ids, np.vstack([a.values, b.values]),
+                    target)
 
 
 def write_responses(data: CardData, path: Path) -> None:
     """The card's training responses as an ``.npz`` that ``load_responses`` reads (compressed)."""
+    extra = {} if data.target is None else {"target": data.target.astype(np.float64)}
     np.savez_compressed(path, values=data.values.astype(np.float64),
-                        model_ids=np.asarray(data.model_ids), item_ids=np.asarray(data.item_ids))
+                        model_ids=np.asarray(data.model_ids), item_ids=np.asarray(data.item_ids), **extra)
 
 
 def _context(estimator: str, model_ids: tuple[str, ...]) -> dict[str, Any]:
@@ -226,13 +253,16 @@ def validate_card(responses: Any, estimator: str, k: int, *, folds: int = 5, see
 
 
 def fit_card(responses_path: Path, out: Path, *, estimator: str, k: int, seed: int = 0,
-             validation: dict[str, Any] | None = None) -> Any:
-    """Fit ``estimator`` on the stored responses and write the card (``responses.npz`` beside it)."""
+             validation: dict[str, Any] | None = None, scoring: dict[str, Any] | None = None) -> Any:
+    """Fit ``estimator`` on the stored responses and write the card (``responses.npz`` beside it).
+
+    ``scoring``: the task settings the responses were scored with (recorded in the card, so a
+    search scores the card's items the same way)."""
     from frugalmerge.estimators import load_responses, make_estimator, save_card
 
     data = load_responses(responses_path)
     est = make_estimator(estimator).fit(data, k=k, seed=seed, **_context(estimator, data.model_ids))
-    save_card(est, data, out, validation)
+    save_card(est, data, out, validation, scoring=scoring)
     if responses_path.resolve() != (out / RESPONSES_FILE).resolve():
         shutil.copyfile(responses_path, out / RESPONSES_FILE)
     return est
@@ -254,20 +284,22 @@ def refit_card(card_dir: str | Path, out: str | Path) -> Path:
     if data is None:
         raise ZooError(f"{card_dir}: no {RESPONSES_FILE} to rebuild the card from")
     fit_card(card_dir / RESPONSES_FILE, out, estimator=card["estimator"], k=int(card["k"]), seed=int(card["fitted"]["seed_"]),
-             validation=card.get("validation"))
+             validation=card.get("validation"), scoring=card.get("scoring"))
     return out
 
 
 def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str = DEFAULT_ESTIMATOR,
                 k: int = DEFAULT_K, random_merges: int = DEFAULT_RANDOM_MERGES, seed: int = 0,
-                folds: int = 5, showcases: list[str] | None = None,
+                folds: int = 5, showcases: list[str] | None = None, graded: str | None = None,
                 pilot_searches: int = DEFAULT_PILOT_SEARCHES, pilot_top: int = DEFAULT_PILOT_TOP,
                 pilot_generations: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build one card per showcase objective into ``out/<benchmark>`` plus ``out/cards.json``.
 
     With ``pilot_searches``, a first card per objective is fitted on the random merges, the pilot
     searches run with it, and the final cards are fitted on random + pilot merges (module
-    docstring). The whole folder is written next to ``out`` and renamed into place (atomic)."""
+    docstring). ``graded``: score the training responses (and so the search's card items) with
+    this graded measure (e.g. ``token_probability``); the 0/1 accuracy over the search split stays
+    the target. The whole folder is written next to ``out`` and renamed into place (atomic)."""
     from frugalmerge.estimators import load_responses
     from frugalmerge.search.space import recipe_key
     from frugalmerge.zoo.manifest import load_zoo
@@ -276,19 +308,20 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
     zoo = load_zoo(zoo_dir) if zoo_dir is not None else ensure_zoo("full")
     out = Path(out)
     t0 = time.perf_counter()
+    scoring = {"graded": True, "graded_measure": graded} if graded else None
     datasets = collect_card_data(zoo, random_merges=random_merges, seed=seed, showcases=showcases,
-                                 progress=progress)
+                                 scoring=scoring, progress=progress)
     pilot_items: dict[str, int] = {}
     if pilot_searches:
         datasets, pilot_items = _with_pilots(zoo, datasets, estimator=estimator, k=k, seed=seed,
                                              searches=pilot_searches, top=pilot_top, showcases=showcases,
-                                             generations=pilot_generations,
+                                             generations=pilot_generations, scoring=scoring,
                                              progress=progress, key_of=recipe_key)
     eval_seconds = time.perf_counter() - t0
     index: dict[str, Any] = {"zoo": zoo.root.name, "zoo_size": zoo.size, "estimator": estimator, "k": k,
                              "random_merges": random_merges, "pilot_searches": pilot_searches,
                              "pilot_top": pilot_top if pilot_searches else 0, "seed": seed, "split": "search",
-                             "cards": {}}
+                             **({"scoring": scoring} if scoring else {}), "cards": {}}
     per_showcase = {d.showcase: sum(1 for e in datasets if e.showcase == d.showcase) for d in datasets}
     with atomic_dir(out) as tmp:
         for data in datasets:
@@ -297,7 +330,8 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
             raw.parent.mkdir(parents=True)
             write_responses(data, raw)
             validation = validate_card(load_responses(raw), estimator, k, folds=folds, seed=seed)
-            fit_card(raw, tmp / data.benchmark, estimator=estimator, k=k, seed=seed, validation=validation)
+            fit_card(raw, tmp / data.benchmark, estimator=estimator, k=k, seed=seed, validation=validation,
+                     scoring=scoring)
             # The pilots' own search items are shared by the showcase's objectives: split evenly.
             pilot_share = pilot_items.get(data.showcase, 0) // per_showcase[data.showcase]
             index["cards"][data.benchmark] = {
@@ -316,7 +350,7 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
 
 def _with_pilots(zoo: Any, datasets: list[CardData], *, estimator: str, k: int, seed: int, searches: int,
                  top: int, showcases: list[str] | None, generations: int | None,
-                 progress: Callable[[str], None] | None,
+                 scoring: dict[str, Any] | None, progress: Callable[[str], None] | None,
                  key_of: Callable[[dict[str, Any]], str]) -> tuple[list[CardData], dict[str, int]]:
     """Fit first cards on ``datasets``, run the pilot searches with them, and return the datasets
     extended by the pilots' best candidates (evaluated on every search item) and the pilots' items."""
@@ -335,7 +369,7 @@ def _with_pilots(zoo: Any, datasets: list[CardData], *, estimator: str, k: int, 
             raw_path = work / "data" / data.benchmark / RESPONSES_FILE
             raw_path.parent.mkdir(parents=True)
             write_responses(data, raw_path)
-            fit_card(raw_path, work / "cards" / data.benchmark, estimator=estimator, k=k, seed=seed)
+            fit_card(raw_path, work / "cards" / data.benchmark, estimator=estimator, k=k, seed=seed, scoring=scoring)
             first[data.benchmark] = work / "cards" / data.benchmark
         for name, raw in raws.items():
             mine = [d for d in datasets if d.showcase == name]
@@ -346,7 +380,7 @@ def _with_pilots(zoo: Any, datasets: list[CardData], *, estimator: str, k: int, 
             recipes, items[name] = pilot_recipes(zoo, name, {d.benchmark: first[d.benchmark] for d in mine},
                                                  work / "runs", searches=searches, top=top, seed=seed,
                                                  exclude=known, generations=generations, progress=progress)
-            extra = {d.benchmark: d for d in _evaluate_models(zoo, name, raw, recipes, progress)}
+            extra = {d.benchmark: d for d in _evaluate_models(zoo, name, raw, recipes, progress, scoring)}
             out += [_concat(d, extra[d.benchmark]) for d in mine]
     return out, items
 

@@ -70,6 +70,10 @@ def cards(
                                        help="cheap pilot searches per showcase whose best candidates join "
                                             "the training data (default: the shipped cards' choice)"),
     pilot_top: int = typer.Option(None, "--pilot-top", min=1, help="best distinct candidates taken per pilot"),
+    showcase: list[str] = typer.Option(None, "--showcase", help="only this showcase (repeatable; default: all)"),
+    graded: str = typer.Option(None, "--graded",
+                               help="score the training responses (and a search's card items) with this graded "
+                                    "measure, e.g. token_probability; the 0/1 search accuracy stays the target"),
 ) -> None:
     """Fit estimator cards for the zoo's showcase objectives on SEARCH-split responses of the
     sources, base, naive average, seeded random merges and the best candidates of pilot searches
@@ -91,6 +95,7 @@ def cards(
                                    seed=seed,
                                    pilot_searches=zc.DEFAULT_PILOT_SEARCHES if pilot_searches is None else pilot_searches,
                                    pilot_top=pilot_top or zc.DEFAULT_PILOT_TOP,
+                                   showcases=showcase or None, graded=graded,
                                    progress=lambda msg: status.update(msg))
     except (ZooError, SearchError, EstimatorError) as exc:
         typer.echo(f"error: {exc}", err=True)
