@@ -85,7 +85,7 @@ class Variant:
     final_into: bool = False  # ``fsur``: PromotionSpec.into_surrogate (re-estimates join the surrogate)
     adaptive: bool = False  # ``adaptive`` (with ``card``): ObjectiveSpec.adaptive, IRT from the card's data
 
-    def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, int]) -> str:
+    def describe(self, estimator: str, k: int, pool: int, random_merges: int, card_k: dict[str, str]) -> str:
         if self.rotating:
             text = f"{self.rotating} rotating items per candidate (plain mean)"
         elif self.card:
@@ -224,7 +224,12 @@ def _run(cfg: dict[str, Any], out: Path, reuse: bool = False) -> tuple[dict[str,
 
     config = config_from_dict(cfg)
     # Defaults left out: a field added to the config later does not change the hash of old runs.
-    digest = hashlib.sha256(config.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:10]
+    key = config.model_dump_json(exclude_defaults=True)
+    # A card is named by its path; a rebuilt card at the same path must not read back old runs.
+    cards = [o.card for o in config.objectives if o.card is not None]
+    if cards:
+        key += "".join(hashlib.sha256((Path(c) / "card.json").read_bytes()).hexdigest() for c in cards)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     run_dir = out / f"{cfg['name']}-{digest}"
     done = run_dir / "results.json"
     if reuse and done.is_file():
@@ -347,11 +352,15 @@ def _mean(cells: dict[str, Any]) -> float:
     return sum(c["acc"] for c in cells.values()) / len(cells)
 
 
-def _card_cost(cards: Path, benchmarks: list[str]) -> tuple[int, dict[str, int]]:
-    """(one-off items of the cards these objectives use, {benchmark: card k})."""
+def _card_cost(cards: Path, benchmarks: list[str]) -> tuple[int, dict[str, str]]:
+    """(one-off items of the cards these objectives use, {benchmark: "card k[, graded measure]"})."""
     index = json.loads((cards / "cards.json").read_text())
     cost = sum(int(index["cards"][b]["items_evaluated"]) for b in benchmarks)
-    ks = {b: int(json.loads((cards / b / "card.json").read_text())["k"]) for b in benchmarks}
+    ks = {}
+    for b in benchmarks:
+        card = json.loads((cards / b / "card.json").read_text())
+        scoring = card.get("scoring") or {}
+        ks[b] = str(card["k"]) + (f", graded {scoring['graded_measure']}" if scoring.get("graded") else "")
     return cost, ks
 
 
@@ -393,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cards = Path(args.cards)
     benches = [o["benchmark"] for o in raw["objectives"]]
-    card_info: dict[str, tuple[int, dict[str, int]]] = {}  # variant label -> (one-off items, {benchmark: k})
+    card_info: dict[str, tuple[int, dict[str, str]]] = {}  # variant label -> (one-off items, {benchmark: k})
     for v in variants:
         if v.card:
             folder = Path(v.cards) if v.cards else cards

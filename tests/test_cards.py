@@ -14,6 +14,8 @@ from frugalmerge.zoo.cards import INDEX_FILE, RESPONSES_FILE, build_cards, card_
 from frugalmerge.zoo.errors import ZooError
 
 CARDS = Path(__file__).resolve().parents[1] / "estimators" / "zoo"
+GRADED = CARDS.with_name("zoo_graded")
+GRADED_SCORING = {"graded": True, "graded_measure": "token_probability"}
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +29,18 @@ def _ids(path: Path) -> list[str]:
     return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_every_shipped_card_loads_and_uses_search_items_only(zoo):
+@pytest.mark.parametrize("root", [CARDS, GRADED], ids=["0/1", "graded"])
+def test_every_shipped_card_loads_and_uses_search_items_only(zoo, root):
     from frugalmerge.estimators import load_card, load_responses
 
-    cards = card_dirs(CARDS)
-    # one card per objective of every showcase
-    assert set(cards) == {o for show in zoo.showcases.values() for o in show.objectives}
+    cards = card_dirs(root)
+    if root == CARDS:  # one card per objective of every showcase
+        assert set(cards) == {o for show in zoo.showcases.values() for o in show.objectives}
+    else:  # graded cards where they measured better: the cross-domain showcase
+        assert set(cards) == set(zoo.showcases["cross_domain"].objectives)
     for bench, folder in cards.items():
         est, card = load_card(folder)
+        assert card.get("scoring") == (GRADED_SCORING if root == GRADED else None)
         search = _ids(zoo.benchmarks[bench].splits.search)
         test = set(_ids(zoo.benchmarks[bench].splits.test))
         assert card["k"] == len(est.selected_items_) > 0
@@ -43,7 +49,8 @@ def test_every_shipped_card_loads_and_uses_search_items_only(zoo):
         data = load_responses(folder / RESPONSES_FILE)
         assert list(data.item_ids) == search  # trained on the whole search split, nothing else
         assert data.sha256() == card["training_data"]["sha256"]
-        assert {"source:" + m for m in zoo.showcases[json.loads((CARDS / INDEX_FILE).read_text())
+        assert (data.target is not None) == (root == GRADED)  # graded: 0/1 accuracy is the target
+        assert {"source:" + m for m in zoo.showcases[json.loads((root / INDEX_FILE).read_text())
                                                      ["cards"][bench]["showcase"]].models} <= set(data.model_ids)
         assert card["validation"]["n_test"] > 0 and 0.0 <= card["validation"]["mae"] < 0.1
         size = sum(p.stat().st_size for p in folder.iterdir())
@@ -71,10 +78,11 @@ def test_estimators_predict_works_on_a_shipped_card(zoo, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in pred.values())
 
 
-def test_rebuilding_a_card_from_its_data_reproduces_it(zoo, tmp_path):
+@pytest.mark.parametrize("root", [CARDS, GRADED], ids=["0/1", "graded"])
+def test_rebuilding_a_card_from_its_data_reproduces_it(zoo, tmp_path, root):
     from safetensors.numpy import load_file
 
-    folder = CARDS / "math_de"
+    folder = root / "math_de"
     out = refit_card(folder, tmp_path / "again")
     shipped, rebuilt = (json.loads((d / "card.json").read_text()) for d in (folder, out))
     assert rebuilt == shipped, "card differs from a refit on its own data: rebuild with 'frugalmerge zoo cards'"
@@ -160,12 +168,18 @@ def test_demo_configs_use_the_shipped_cards_on_the_shipped_zoo_only(zoo, smoke_z
 
     cards = shipped_cards_for(zoo)
     assert cards is not None and set(cards) == set(card_dirs(CARDS))
+    # the graded card replaces the 0/1 card of its objective
+    assert cards["math_de"] == GRADED / "math_de" and cards["read_de"] == CARDS / "read_de"
     assert shipped_cards_for(load_zoo(smoke_zoo)) is None  # other models: no cards
     plain = showcase_configs(zoo)
     for name, raw in showcase_configs(zoo, cards=cards).items():
         cfg = config_from_dict(raw)
         assert all(o.card == Path(cards[o.benchmark]) for o in cfg.objectives)
-        assert cfg.fidelity.k is not None  # promotions refit the card at a larger k, not the whole split
+        if name == "cross_domain":  # graded card: no promotions, the final pick by the surrogate
+            assert cfg.fidelity.promote_per_generation == 0 and cfg.fidelity.surrogate == "gp"
+            assert not cfg.fidelity.surrogate_steer
+        else:  # promotions refit the card at a larger k, not the whole split
+            assert cfg.fidelity.k is not None and cfg.fidelity.promote_per_generation > 0
         # the search itself (space, algorithm, budget) is the same with or without cards
         assert {k: v for k, v in raw.items() if k not in ("objectives", "fidelity")} == \
             {k: v for k, v in plain[name].items() if k not in ("objectives", "fidelity")}

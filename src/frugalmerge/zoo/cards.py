@@ -134,7 +134,8 @@ def _evaluate_models(zoo: Any, name: str, raw: dict[str, Any], recipes: list[tup
                 continue
             targets[obj.name].append(float(np.mean(list(resp.values()))))
             scores = obj._responses(graded, recipe, key, None)  # type: ignore[attr-defined]
-            rows[obj.name].append([scores[item.id] for item in bench.items])
+            # float32 precision, so responses.npz stores them losslessly at half the size
+            rows[obj.name].append([float(np.float32(scores[item.id])) for item in bench.items])
     out = []
     for obj in fitness.objectives:
         bench, graded = benches[obj.name]
@@ -216,7 +217,9 @@ def _concat(a: CardData, b: CardData) -> CardData:
 def write_responses(data: CardData, path: Path) -> None:
     """The card's training responses as an ``.npz`` that ``load_responses`` reads (compressed)."""
     extra = {} if data.target is None else {"target": data.target.astype(np.float64)}
-    np.savez_compressed(path, values=data.values.astype(np.float64),
+    # Graded scores do not compress like 0/1 ones: stored as float32 when that loses nothing.
+    lossless = data.target is not None and np.array_equal(data.values.astype(np.float32), data.values, equal_nan=True)
+    np.savez_compressed(path, values=data.values.astype(np.float32 if lossless else np.float64),
                         model_ids=np.asarray(data.model_ids), item_ids=np.asarray(data.item_ids), **extra)
 
 
@@ -397,11 +400,15 @@ def card_dirs(root: str | Path) -> dict[str, Path]:
 #: Where the repository ships the zoo cards (top-level ``estimators/zoo``; present in a source
 #: checkout and in the editable install ``make demo`` makes).
 SHIPPED_CARDS = Path(__file__).resolve().parents[3] / "estimators" / "zoo"
+#: Graded cards (``--graded token_probability``) for the objectives where they measured better in
+#: the search (cross_domain's math_de; benchmarks/results/search_cost.md): they replace the 0/1 card.
+SHIPPED_GRADED_CARDS = SHIPPED_CARDS.with_name("zoo_graded")
 
 
 def shipped_cards_for(zoo: Any) -> dict[str, Path] | None:
     """``{benchmark: card folder}`` of the shipped cards when ``zoo`` is the shipped full zoo they
-    were fitted on; None otherwise (another zoo's models differ: its searches calibrate instead)."""
+    were fitted on (a graded card where one is shipped, else the 0/1 card); None otherwise (another
+    zoo's models differ: its searches calibrate instead)."""
     from frugalmerge.zoo.registry import prebuilt_zoo_dir
 
     prebuilt = prebuilt_zoo_dir("full")
@@ -409,4 +416,5 @@ def shipped_cards_for(zoo: Any) -> dict[str, Path] | None:
         return None
     if not (SHIPPED_CARDS / INDEX_FILE).is_file():
         return None
-    return card_dirs(SHIPPED_CARDS)
+    graded = card_dirs(SHIPPED_GRADED_CARDS) if (SHIPPED_GRADED_CARDS / INDEX_FILE).is_file() else {}
+    return {**card_dirs(SHIPPED_CARDS), **graded}
