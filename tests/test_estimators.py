@@ -245,3 +245,32 @@ def test_column_means_skip_missing_without_warnings():
         warnings.simplefilter("error")  # an all-missing column must not warn
         got = column_means(y, empty=0.25)
     np.testing.assert_allclose(got, [2 / 3, 0.25, 0.5])
+
+
+def test_lad_fit_ignores_an_outlier_and_robust_inliers_flag_it():
+    from frugalmerge.estimators.components import fit_lad, fit_ridge, robust_inliers
+
+    x = np.arange(7, dtype=float)[:, None]
+    y = 2.0 * x[:, 0] + 1.0
+    y[5] = 100.0  # one broken run
+    coef, b = fit_lad(x, y)
+    np.testing.assert_allclose([coef[0], b], [2.0, 1.0], atol=1e-3)  # the median line through the other six
+    assert abs(fit_ridge(x, y)[0][0] - 2.0) > 1.0  # a squared-error fit is dragged by it
+    # residuals 0, 1, -1, 2, -2, 0.5, 60: median 0.5, MAD 1.5, robust SD 2.22; 5 SDs keep all but 60
+    mask = robust_inliers(np.array([0.0, 1.0, -1.0, 2.0, -2.0, 0.5, 60.0]), 5.0)
+    assert mask.tolist() == [True] * 6 + [False]
+    assert robust_inliers(np.zeros(4), 5.0).all()  # no spread: nothing is an outlier
+
+
+def test_default_full_tier_trims_broken_training_models():
+    both = synthetic(n=800, m=25, seed=5, target=True)  # same items for the training and test models
+    train, test = both.select_models(np.arange(600)), both.select_models(np.arange(600, 800))
+    target = train.target.copy()
+    broken = np.argsort(target)[[0, 50, 100]]  # three weak models ...
+    target[broken] = 1.0  # ... with perfect scores: runs whose scores contradict their responses
+    bad = ResponseMatrix(train.values, train.model_ids, train.item_ids, target=target)
+    est = make_estimator("default").fit(bad, k=8, seed=0)
+    assert est.n_trimmed_ == len(broken)  # exactly these three (checked by hand: residuals 0.58-0.79, 5 robust SDs 0.47)
+    clean = make_estimator("default").fit(train, k=8, seed=0)
+    err = lambda e: np.mean(np.abs(e.predict(test.reveal(e.selected_items_)).score - test.target))  # noqa: E731
+    assert err(est) < err(clean) * 1.05  # three wild scores barely move the trimmed fit

@@ -37,6 +37,46 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: np.ndarray = ALPHAS) -> tupl
     return np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
 
 
+def fit_lad(x: np.ndarray, y: np.ndarray, iters: int = 100, eps: float = 1e-4,
+            alpha: float = 1e-6) -> tuple[np.ndarray, float]:
+    """Least absolute deviations (median) regression by iteratively reweighted least squares;
+    returns (coef, intercept) like :func:`fit_ridge`.
+
+    Why: the benchmark's metric is the MAE, and leaderboard scores have outliers (odd evaluation
+    settings, broken runs) that pull a squared-error fit. Each step solves a weighted least squares
+    with weights ``1 / max(|residual|, eps)`` (``eps`` in target units keeps exactly fitted rows
+    finite) plus a tiny ridge ``alpha * n`` on the coefficients (not the intercept) for collinear
+    features. Deterministic; matches scikit-learn's ``QuantileRegressor(quantile=0.5, alpha=0)``
+    to ~1e-4 on the stacker's features at a fraction of its time."""
+    n = x.shape[0]
+    if n < 3:
+        return np.zeros(x.shape[1]), float(np.median(y)) if n else 0.0
+    xa = np.column_stack([x, np.ones(n)])
+    reg = alpha * n * np.eye(xa.shape[1])
+    reg[-1, -1] = 0.0
+    beta = np.linalg.solve(xa.T @ xa + reg, xa.T @ y)
+    for _ in range(iters):
+        w = 1.0 / np.maximum(np.abs(y - xa @ beta), eps)
+        xw = xa * w[:, None]
+        new = np.linalg.solve(xw.T @ xa + reg, xw.T @ y)
+        done = np.max(np.abs(new - beta)) < 1e-9
+        beta = new
+        if done:
+            break
+    return beta[:-1].astype(np.float64), float(beta[-1])
+
+
+def robust_inliers(residual: np.ndarray, n_sd: float) -> np.ndarray:
+    """Boolean mask of the rows whose residual lies within ``n_sd`` robust standard deviations
+    (1.4826 x the median absolute deviation) of the median residual."""
+    r = np.asarray(residual, np.float64)
+    centre = np.median(r)
+    scale = 1.4826 * np.median(np.abs(r - centre))
+    if scale <= 0:
+        return np.ones(r.shape[0], dtype=bool)
+    return np.abs(r - centre) <= n_sd * scale
+
+
 def crossfit_ridge(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Out-of-fold ridge predictions for the training rows, plus the ridge fitted on all rows.
 
