@@ -245,6 +245,11 @@ def test_graded_cards_score_their_items_by_token_probability_and_keep_the_accura
     assert obj.estimate_bench.task == TaskSpec.model_validate({**obj.search_bench.task.model_dump(), **scoring})
     assert data.target[0] == pytest.approx(np.mean(list(binary.values())))
     assert data.values[0] == pytest.approx([graded[i] for i in data.item_ids])
+    # a resumed run restores the scoring from the checkpointed state, without reading the card
+    fresh = Fitness.build(cfg, SearchSpace(cfg))
+    fresh.restore(fitness.state())
+    assert fresh.objectives[0].scoring == scoring
+    assert fresh.objectives[0].estimate_bench.task == obj.estimate_bench.task
     result = run_search(cfg, tmp_path / "run", quiet=True)
     assert result["calibration_items"] == 0
     log = [json.loads(line) for line in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
