@@ -264,3 +264,26 @@ def test_graded_cards_score_their_items_by_token_probability_and_keep_the_accura
     cfg = config_from_dict(adaptive)
     with pytest.raises(SearchError, match="0/1 responses"):
         Fitness.build(cfg, SearchSpace(cfg)).calibrate()
+
+
+def test_estimators_fit_records_the_graded_measure_of_its_responses(zoo, tmp_path):
+    """``estimators fit --graded-measure`` writes the card's scoring (as ``zoo cards --graded``
+    does); graded responses without a 0/1 target and unknown measures are refused."""
+    from typer.testing import CliRunner
+
+    from frugalmerge.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["estimators", "fit", str(GRADED / "math_de" / RESPONSES_FILE), "--k", "10",
+                              "--folds", "0", "--graded-measure", "token_probability", "--out", str(tmp_path / "card")])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "card" / "card.json").read_text())
+    assert card["scoring"] == GRADED_SCORING
+    assert card["selected_item_ids"] == json.loads((GRADED / "math_de" / "card.json").read_text())["selected_item_ids"]
+    res = runner.invoke(app, ["estimators", "fit", str(CARDS / "math_de" / RESPONSES_FILE), "--k", "10",
+                              "--folds", "0", "--graded-measure", "token_probability", "--out", str(tmp_path / "no")])
+    assert res.exit_code == 1 and "need the 0/1 full score as the target" in res.output
+    assert not (tmp_path / "no").exists()
+    res = runner.invoke(app, ["estimators", "fit", str(GRADED / "math_de" / RESPONSES_FILE), "--k", "10",
+                              "--graded-measure", "logits", "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 1 and "--graded-measure 'logits'" in res.output

@@ -73,6 +73,10 @@ def fit(
     seed: int = typer.Option(0, "--seed"),
     folds: int = typer.Option(5, "--folds", help="CV folds for the card's validation error (0: skip)"),
     endpoints: Optional[str] = typer.Option(None, "--endpoints", help="mpirt/gmpirt: comma-separated endpoint model ids"),
+    graded_measure: Optional[str] = typer.Option(
+        None, "--graded-measure",
+        help="the responses are graded scores of this measure (token_accuracy, token_probability; "
+             "'choice' for multiple choice): recorded in the card so a search scores its items the same way"),
 ) -> None:
     """Fit an estimator on all models of RESPONSES and write a card."""
     from frugalmerge.estimators.bench import cross_validate
@@ -81,8 +85,19 @@ def fit(
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.estimators.responses import load_responses
 
+    scoring = None
+    if graded_measure is not None:
+        if graded_measure not in ("token_accuracy", "token_probability", "choice"):
+            _fail(EstimatorError(f"--graded-measure {graded_measure!r}: expected token_accuracy, "
+                                 "token_probability or choice"))
+            return
+        # multiple choice has one graded score (the correct choice's probability): no measure field
+        scoring = {"graded": True, **({} if graded_measure == "choice" else {"graded_measure": graded_measure})}
     try:
         data = load_responses(responses, target)
+        if scoring and data.target is None:
+            raise EstimatorError(f"{responses}: graded responses need the 0/1 full score as the target "
+                                 "(--target); the mean of graded scores is not an accuracy")
         context = {"endpoints": [e.strip() for e in endpoints.split(",")]} if endpoints else {}
         validation = None
         if folds:
@@ -93,7 +108,7 @@ def fit(
             else:
                 typer.echo(f"note: {data.n_models} models are too few for {folds}-fold validation; skipped", err=True)
         est = make_estimator(method).fit(data, k=k, seed=seed, **context)
-        save_card(est, data, out, validation)
+        save_card(est, data, out, validation, scoring=scoring)
     except EstimatorError as e:
         _fail(e)
         return
