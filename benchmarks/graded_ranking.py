@@ -49,7 +49,7 @@ def score(recipes: list[tuple[str, dict[str, Any]]]) -> dict[str, np.ndarray]:
     """0/1 search, graded search and 0/1 test scores of every recipe (rows) on every item."""
     from rich.progress import track
 
-    from frugalmerge.evaluation import TaskSpec, evaluate
+    from frugalmerge.evaluation import evaluate
     from frugalmerge.search.config import config_from_dict
     from frugalmerge.search.demo import showcase_configs
     from frugalmerge.search.fitness import Fitness
@@ -60,8 +60,7 @@ def score(recipes: list[tuple[str, dict[str, Any]]]) -> dict[str, np.ndarray]:
     cfg = config_from_dict({**showcase_configs(zoo)["cross_domain"], "fitness": "full"}, zoo.root)
     obj = Fitness.build(cfg, SearchSpace(cfg)).objectives[0]
     search, test = obj.search_bench, obj.test_bench  # type: ignore[attr-defined]
-    graded = search.with_task(TaskSpec.model_validate(
-        {**search.task.model_dump(), "graded": True, "graded_measure": "token_probability"}))
+    graded = search.with_task(search.task.with_overrides({"graded": True, "graded_measure": "token_probability"}))
     rows: dict[str, list[list[float]]] = {"search": [], "graded": [], "test": []}
     for key, recipe in track(recipes, description="scoring candidates"):
         model = obj.host.model_for(recipe, key)  # type: ignore[attr-defined]

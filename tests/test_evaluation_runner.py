@@ -249,6 +249,10 @@ def test_token_probability_is_the_geometric_mean_of_reference_token_probabilitie
     assert plain.settings_hash() != task.settings_hash()
     with pytest.raises(ValueError, match="graded_measure"):
         TaskSpec(type="teacher_forced_exact", graded_measure="token_probability")
+    # overrides are validated like a new spec
+    assert plain.with_overrides({"graded": True, "graded_measure": "token_probability"}) == task
+    with pytest.raises(ValueError, match="graded_measure"):
+        plain.with_overrides({"graded_measure": "token_probability"})
 
 
 def test_language_rule_on_generated_answers(trained_model):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -164,6 +164,11 @@ class TaskSpec(BaseModel):
     def generative(self) -> bool:
         """Whether items are scored by generating text."""
         return TASK_TYPES[self.type].generative
+
+    def with_overrides(self, changes: Mapping[str, Any]) -> TaskSpec:
+        """These settings with ``changes`` applied, validated like a new spec (``ValueError``:
+        e.g. ``graded`` on a type that has no graded score). ``model_copy`` would skip validation."""
+        return TaskSpec.model_validate({**self.model_dump(), **changes})
 
     def settings_hash(self) -> str:
         """A short stable hash of these settings (part of every cache key)."""

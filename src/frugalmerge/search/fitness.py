@@ -251,10 +251,7 @@ class BenchmarkObjective(Objective):
         if not self.scoring:
             return self.search_bench
         if self._estimate_bench is None:
-            from frugalmerge.evaluation import TaskSpec
-
-            task = TaskSpec.model_validate({**self.search_bench.task.model_dump(), **self.scoring})
-            self._estimate_bench = self.search_bench.with_task(task)
+            self._estimate_bench = self.search_bench.with_task(self.search_bench.task.with_overrides(self.scoring))
         return self._estimate_bench
 
     @property
@@ -334,13 +331,9 @@ class BenchmarkObjective(Objective):
             self.pool = list(data.item_ids)
             self.calibration = {"models": list(data.model_ids), "values": np.asarray(data.values),
                                 "pool": list(data.item_ids), "means": data.full_scores()}
-            if self.scoring:  # graded responses: the 0/1 search-split accuracy is a separate target
-                self.calibration["target"] = data.full_scores()
 
     def _set_scoring(self, scoring: dict[str, Any]) -> None:
         """Adopt a card's scoring settings (checked against the benchmark's task type)."""
-        from frugalmerge.evaluation import TaskSpec
-
         allowed = {"graded", "graded_measure"}
         unknown = sorted(set(scoring) - allowed)
         if unknown:
@@ -350,13 +343,13 @@ class BenchmarkObjective(Objective):
             raise SearchError(f"objective {self.name!r}: adaptive testing needs a card of 0/1 responses; card "
                               f"{self.spec.card} holds graded ones ({scoring})")
         try:
-            TaskSpec.model_validate({**self.search_bench.task.model_dump(), **scoring})
+            task = self.search_bench.task.with_overrides(scoring)
         except ValueError as exc:
             msg = " ".join(str(exc).split())
             raise SearchError(f"objective {self.name!r}: card {self.spec.card} was scored with {scoring}, which "
                               f"benchmark {self.spec.benchmark!r} cannot use: {msg}") from None
         self.scoring = scoring
-        self._estimate_bench = None
+        self._estimate_bench = self.search_bench.with_task(task) if scoring else None
 
     def _adaptive_from_card(self) -> None:
         """``adaptive`` with a card: the 2PL IRT model of the sequential test is calibrated on the
@@ -510,7 +503,8 @@ class BenchmarkObjective(Objective):
 
             cal = self.calibration
             matrix = ResponseMatrix(values=cal["values"], model_ids=tuple(cal["models"]),
-                                    item_ids=tuple(cal["pool"]), target=cal.get("target"),
+                                    # graded responses: their 0/1 search-split accuracy is a separate target
+                                    item_ids=tuple(cal["pool"]), target=cal["means"] if self.scoring else None,
                                     name=f"calibration:{self.name}")
             name, params = self._estimator_spec()
             endpoints = [n for n in cal["models"] if n.startswith("source:")]

@@ -101,7 +101,6 @@ def _evaluate_models(zoo: Any, name: str, raw: dict[str, Any], recipes: list[tup
 
     With ``scoring`` (task settings such as graded token probabilities) the values are scored that
     way and each model's 0/1 accuracy over the split becomes the target."""
-    from frugalmerge.evaluation import TaskSpec
     from frugalmerge.search.config import config_from_dict
     from frugalmerge.search.fitness import Fitness
     from frugalmerge.search.space import SearchSpace, recipe_key
@@ -115,7 +114,7 @@ def _evaluate_models(zoo: Any, name: str, raw: dict[str, Any], recipes: list[tup
         graded = None
         if scoring:
             try:
-                graded = bench.with_task(TaskSpec.model_validate({**bench.task.model_dump(), **scoring}))
+                graded = bench.with_task(bench.task.with_overrides(scoring))
             except ValueError as exc:
                 msg = " ".join(str(exc).split())
                 raise ZooError(f"{name}: benchmark {bench.name!r} cannot be scored with {scoring}: {msg}") from None
