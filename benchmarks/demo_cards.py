@@ -37,13 +37,7 @@ def run_one(cards: Path, showcase: str, seed: int, out: Path) -> dict[str, float
         raw = {**raw, "seed": seed, "final": {**raw["final"], "export": "none"}}
         run_search(config_from_dict(raw), out, quiet=True)
     result = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    pareto = out / "pareto.json"
-    if pareto.is_file():
-        front = json.loads(pareto.read_text(encoding="utf-8"))
-        chosen = next(p for p in front["points"] if p["key"] == front["knee"])
-    else:
-        chosen = json.loads((out / "best.json").read_text(encoding="utf-8"))
-    accs = [cell["acc"] for cell in chosen["test"].values()]
+    accs = [cell["acc"] for cell in result["evolved"].values()]  # the chosen merge (best or knee) on test
     return {"true": sum(accs) / len(accs), "items": float(result["items_evaluated"] + result.get("promotion_items", 0))}
 
 
