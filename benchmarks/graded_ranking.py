@@ -74,14 +74,13 @@ def score(recipes: list[tuple[str, dict[str, Any]]]) -> dict[str, np.ndarray]:
 
 
 def card_estimates(folder: Path, values: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """The card's estimate of every row, each revealing only the card's items."""
     from frugalmerge.estimators import ResponseMatrix, load_card
 
     est, _ = load_card(folder)
-    col = {i: c for c, i in enumerate(item_ids.tolist())}
-    cols = [col[i] for i in est.selected_items_]
-    obs = ResponseMatrix(values=values[:, cols], model_ids=tuple(f"c{r}" for r in range(len(values))),
-                         item_ids=tuple(est.selected_items_))
-    return np.asarray(est.predict(obs).score)
+    rows = ResponseMatrix(values=values, model_ids=tuple(f"c{r}" for r in range(len(values))),
+                          item_ids=tuple(item_ids.tolist()))
+    return np.asarray(est.predict(rows.reveal(est.selected_items_)).score)
 
 
 def main(argv: list[str] | None = None) -> int:
