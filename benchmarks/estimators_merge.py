@@ -1,9 +1,10 @@
 """Merge a partial estimator-bench JSON (some methods re-run) into the full one, then re-plot.
 
 Usage: python benchmarks/estimators_merge.py FULL.json PARTIAL.json [--plot OUT.png]
-Rows of FULL whose method appears in PARTIAL are replaced by PARTIAL's rows (same k values
-required: a method is re-run on the same grid and folds); other methods are kept as they were.
-Used by ``estimators_bench.sh`` when ``METHODS`` restricts a re-run to the estimators that changed.
+Rows of FULL whose (method, k) appears in PARTIAL are replaced in place by PARTIAL's rows (same
+data, folds and seed required); every other row is kept as it was, and PARTIAL's new rows are
+appended. Used by ``estimators_bench.sh`` when ``METHODS`` restricts a re-run to the estimators that
+changed (and by hand when a change can only move some k, e.g. ``--k all``).
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ from frugalmerge.estimators.bench import plot_results  # noqa: E402
 
 
 def merge(full: dict, part: dict) -> dict:
-    """``full`` with the rows (results and extra) of ``part``'s methods replaced by ``part``'s."""
+    """``full`` with its rows (results and extra) for ``part``'s (method, k) pairs replaced by ``part``'s."""
     for key in ("folds", "seed", "n_models", "n_items", "data_sha256"):
         a, b = full.get("meta", {}).get(key), part.get("meta", {}).get(key)
         if a is not None and b is not None and a != b:
             raise SystemExit(f"estimators_merge: meta {key!r} differs ({a!r} vs {b!r}): not the same benchmark")
-    new = {r["method"] for r in part["results"]}
     out = dict(full)
     for section in ("results", "extra"):
-        kept = [r for r in full.get(section, []) if r["method"] not in new]
-        out[section] = kept + list(part.get(section, []))
+        new = {(r["method"], r["k"]): r for r in part.get(section, [])}
+        rows = [new.pop((r["method"], r["k"]), r) for r in full.get(section, [])]
+        out[section] = rows + list(new.values())
     return out
 
 
@@ -49,7 +50,8 @@ def main() -> None:
         meta = doc.get("meta", {})
         title = f"{meta.get('name', '')}: {meta.get('n_models')} models x {meta.get('n_items')} items, {meta.get('folds')}-fold CV"
         plot_results(rows, args.plot, title=title)
-    print(f"merged {sorted({r['method'] for r in json.loads(args.partial.read_text())['results']})} into {args.full}")
+    pairs = sorted({(r["method"], str(r["k"])) for r in json.loads(args.partial.read_text())["results"]})
+    print(f"merged {pairs} into {args.full}")
 
 
 if __name__ == "__main__":

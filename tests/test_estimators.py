@@ -216,6 +216,38 @@ def test_default_full_tier_uses_the_kernel_ridge_features():
     assert est._summary_names()[-1] == "krr_10"
 
 
+def test_nearest_features_hand_computed_and_leave_one_out():
+    from frugalmerge.estimators.default import NN_GAMMAS, NN_SUMMARY, nearest_features
+
+    x = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    t = np.array([0.2, 0.4, 0.7, 0.9])
+    f = nearest_features(np.array([[0.0, 0.0, 0.0]]), x, t)
+    assert tuple(f) == NN_SUMMARY
+    # Two exact copies (distance 0): their mean target, distance 0, log(1 + 2) ties.
+    np.testing.assert_allclose([f["nn_score"][0], f["nn_dist"][0], f["nn_ties"][0]], [0.3, 0.0, np.log(3)])
+    for g in NN_GAMMAS:  # rows 2 and 3 disagree on 2 and 3 items
+        w2, w3 = np.exp(-2 * g), np.exp(-3 * g)
+        np.testing.assert_allclose(f[f"nn_w{g:g}"][0], (0.2 + 0.4 + 0.7 * w2 + 0.9 * w3) / (2 + w2 + w3))
+    # Leave-one-out: row 0's only copy is row 1; row 3's nearest is row 2, one item away.
+    loo = nearest_features(x, x, t, exclude_self=True)
+    np.testing.assert_allclose(loo["nn_score"], [0.4, 0.2, 0.9, 0.7])
+    np.testing.assert_allclose(loo["nn_dist"], [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(loo["nn_ties"], np.log(2) * np.ones(4))
+
+
+def test_default_full_tier_adds_near_duplicate_features_from_100_items():
+    from frugalmerge.estimators.default import NN_SUMMARY
+
+    both = synthetic(n=700, m=100, seed=6, target=True)
+    train, test = both.select_models(np.arange(600)), both.select_models(np.arange(600, 700))
+    est = make_estimator("default").fit(train, k=100, seed=0)
+    assert est.tier_ == "full" and est.nn_ is True and est._summary_names()[-len(NN_SUMMARY):] == NN_SUMMARY
+    out = est.predict(test.reveal(est.selected_items_))
+    assert np.isfinite(out.score).all() and np.mean(np.abs(out.score - test.target)) < 0.05
+    fewer = make_estimator("default").fit(train, k=30, seed=0)  # below 100 items: no near-duplicate features
+    assert fewer.tier_ == "full" and not hasattr(fewer, "nn_") and fewer._summary_names()[-1] == "lridge"
+
+
 def test_local_ridge_hand_computed_and_leave_one_out():
     from frugalmerge.estimators.default import LR_ALPHA, local_ridge
 
