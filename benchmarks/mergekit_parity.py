@@ -14,6 +14,7 @@ Skips cleanly (exit 0) when mergekit is not installed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -43,29 +44,14 @@ def build_models(root: Path, tied: bool = False) -> dict[str, Path]:
 
 
 def extend_vocab(src: Path, dst: Path, words: list[str], seed: int) -> Path:
-    """A copy of ``src`` whose word-level vocabulary gains ``words`` as regular tokens (random rows)."""
-    import json
-
+    """A copy of ``src`` whose word-level vocabulary gains ``words`` as regular tokens (seeded random rows)."""
     import torch
-    from safetensors.torch import load_file, save_file
 
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
-    tj = json.loads((dst / "tokenizer.json").read_text())
-    vocab = tj["model"]["vocab"]
-    sd = load_file(str(dst / "model.safetensors"))
+    from frugalmerge.zoo.tiny import extend_word_vocab
+
+    hidden = json.loads((src / "config.json").read_text())["hidden_size"]
     gen = torch.Generator().manual_seed(seed)
-    for word in words:
-        vocab[word] = len(vocab)
-        for name in ("model.embed_tokens.weight", "lm_head.weight"):
-            if name in sd:
-                sd[name] = torch.cat([sd[name], torch.randn((1, sd[name].shape[1]), generator=gen)])
-    (dst / "tokenizer.json").write_text(json.dumps(tj))
-    save_file(sd, str(dst / "model.safetensors"), metadata={"format": "pt"})
-    cfg = json.loads((dst / "config.json").read_text())
-    cfg["vocab_size"] = len(vocab)
-    (dst / "config.json").write_text(json.dumps(cfg))
-    return dst
+    return extend_word_vocab(src, dst, {w: torch.randn((1, hidden), generator=gen) for w in words})
 
 
 def recipes(m: dict[str, Path]) -> dict[str, str]:

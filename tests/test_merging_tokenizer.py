@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -83,3 +84,23 @@ def test_tokenizer_source_base_without_base_model_uses_the_first_model(tiny_mode
     n = ta[EMB].shape[0]
     assert got[EMB].shape[0] == n
     torch.testing.assert_close(got[EMB], 0.5 * ta[EMB] + 0.5 * tb[EMB][:n], rtol=0, atol=1e-6)
+
+
+def test_extend_word_vocab_appends_rows_and_refuses_known_words(tiny_models, tmp_path):
+    from frugalmerge.zoo.tiny import extend_word_vocab
+
+    src = tiny_models["model_a"]
+    before = tensors(src)
+    n, hidden = before[EMB].shape
+    row = torch.arange(hidden, dtype=torch.float32)
+    out = extend_word_vocab(src, tmp_path / "x", {"zebra": 2.0, "quokka": row})
+    got = tensors(out)
+    for name in (EMB, HEAD):
+        torch.testing.assert_close(got[name][:n], before[name], rtol=0, atol=0)
+        torch.testing.assert_close(got[name][n:], torch.stack([torch.full((hidden,), 2.0), row]), rtol=0, atol=0)
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    assert (vocab["zebra"], vocab["quokka"]) == (n, n + 1)
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == n + 2
+    with pytest.raises(ValueError, match="'zebra' is already in"):
+        extend_word_vocab(out, tmp_path / "y", {"zebra": 1.0})
+    assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y*"))  # nothing written

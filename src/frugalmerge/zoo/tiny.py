@@ -114,3 +114,50 @@ def build_tiny_llama(
         except (OSError, ValueError):
             pass  # the base has no tokenizer files: nothing to copy
     return out
+
+
+def extend_word_vocab(src: str | Path, dst: str | Path, rows: dict[str, object]) -> Path:
+    """Copy the model directory ``src`` to ``dst`` with its word-level vocabulary grown by ``rows``.
+
+    ``rows`` maps each new word (a regular token, appended in order) to its embedding row: a float
+    (a constant row) or a tensor of the hidden size; the same row is appended to ``lm_head`` when
+    the model has one. ``config.json``'s ``vocab_size`` follows. For tests and parity checks of
+    tokenizer merging (mergekit's ``tokenizer_source``). Written to a temporary directory first.
+    """
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    known = json.loads((src / "tokenizer.json").read_text())["model"]["vocab"]
+    clash = [word for word in rows if word in known]
+    if clash:
+        raise ValueError(f"extend_word_vocab: {clash[0]!r} is already in {src}'s vocabulary")
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    try:
+        tj = json.loads((tmp / "tokenizer.json").read_text())
+        vocab = tj["model"]["vocab"]
+        weights = load_file(str(tmp / "model.safetensors"))
+        for word, row in rows.items():
+            vocab[word] = len(vocab)
+            for name in ("model.embed_tokens.weight", "lm_head.weight"):
+                if name in weights:
+                    hidden = weights[name].shape[1]
+                    new = (torch.full((1, hidden), float(row)) if isinstance(row, (int, float))
+                           else torch.as_tensor(row).reshape(1, hidden))
+                    weights[name] = torch.cat([weights[name], new.to(weights[name].dtype)])
+        (tmp / "tokenizer.json").write_text(json.dumps(tj))
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        cfg = json.loads((tmp / "config.json").read_text())
+        cfg["vocab_size"] = len(vocab)
+        (tmp / "config.json").write_text(json.dumps(cfg))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return dst
