@@ -235,7 +235,7 @@ def test_nearest_features_hand_computed_and_leave_one_out():
     np.testing.assert_allclose(loo["nn_ties"], np.log(2) * np.ones(4))
 
 
-def test_default_full_tier_adds_near_duplicate_features_from_100_items():
+def test_default_full_tier_adds_near_duplicate_features_from_100_items(tmp_path):
     from frugalmerge.estimators.default import NN_SUMMARY
 
     both = synthetic(n=700, m=100, seed=6, target=True)
@@ -244,6 +244,9 @@ def test_default_full_tier_adds_near_duplicate_features_from_100_items():
     assert est.tier_ == "full" and est.nn_ is True and est._summary_names()[-len(NN_SUMMARY):] == NN_SUMMARY
     out = est.predict(test.reveal(est.selected_items_))
     assert np.isfinite(out.score).all() and np.mean(np.abs(out.score - test.target)) < 0.05
+    loaded, _ = load_card(save_card(est, train, tmp_path / "card"))  # the features survive a card round trip
+    assert loaded.nn_ is True
+    np.testing.assert_allclose(loaded.predict(test.reveal(est.selected_items_)).score, out.score, rtol=0, atol=1e-12)
     fewer = make_estimator("default").fit(train, k=30, seed=0)  # below 100 items: no near-duplicate features
     assert fewer.tier_ == "full" and not hasattr(fewer, "nn_") and fewer._summary_names()[-1] == "lridge"
 
