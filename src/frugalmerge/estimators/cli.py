@@ -87,9 +87,14 @@ def fit(
 
     scoring = None
     if graded_measure is not None:
-        if graded_measure not in ("token_accuracy", "token_probability", "choice"):
-            _fail(EstimatorError(f"--graded-measure {graded_measure!r}: expected token_accuracy, "
-                                 "token_probability or choice"))
+        from typing import get_args
+
+        from frugalmerge.evaluation.tasks import TaskSpec
+
+        # the task's own graded measures (one source of truth) plus multiple choice's single one
+        measures = (*get_args(TaskSpec.model_fields["graded_measure"].annotation), "choice")
+        if graded_measure not in measures:
+            _fail(EstimatorError(f"--graded-measure {graded_measure!r}: expected one of {', '.join(measures)}"))
             return
         # multiple choice has one graded score (the correct choice's probability): no measure field
         scoring = {"graded": True, **({} if graded_measure == "choice" else {"graded_measure": graded_measure})}

@@ -179,9 +179,11 @@ def nearest_features(query: np.ndarray, train: np.ndarray, target: np.ndarray, e
         d = np.maximum(_sqdist(query[s:s + chunk], train), 0.0)
         if exclude_self:
             d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
-        gap = d - d.min(axis=1, keepdims=True)
+        dmin = d.min(axis=1)
+        gap = d - dmin[:, None]
         nearest = gap <= 1e-6
-        block = [(nearest * target).sum(axis=1) / nearest.sum(axis=1), d.min(axis=1), np.log1p(nearest.sum(axis=1))]
+        ties = nearest.sum(axis=1)
+        block = [nearest @ target / ties, dmin, np.log1p(ties)]
         for g in NN_GAMMAS:
             w = np.exp(-g * gap)
             block.append(w @ target / w.sum(axis=1))
@@ -295,7 +297,7 @@ class Default(_IRTBased):
         s = len(self._summary_names())
         full = self.tier_ == "full"
         rows = np.arange(n)
-        oof, _ = self._stack(x, target, rows, s, folds, seed)
+        oof = self._stack(x, target, rows, s, folds, seed)
         resid = np.abs(oof - target)
         if full:
             # Refit without the training models the first stacker misses by more than TRIM_SD
@@ -309,19 +311,19 @@ class Default(_IRTBased):
         self.cv_mae_ = float(resid.mean())
         self.se_const_ = float(np.sqrt(np.mean(resid**2)))
         self.se_inflation_ = 1.0
-        if self.tier_ != "full" and self.subset_strategy_ == "predictive":
+        if not full and self.subset_strategy_ == "predictive":
             self.se_inflation_ = self._selection_inflation(train, k, seed, folds)
             self.se_const_ *= self.se_inflation_
-        if self.tier_ == "full":
+        if full:
             # Conditional SE: E|r| given the summary features, times sqrt(pi/2) (normal residuals).
             pack(self, "se_", fit_hgb(x[:, :s], resid, seed, max_iter=100, max_leaf_nodes=7, min_samples_leaf=50))
 
     def _stack(self, x: np.ndarray, target: np.ndarray, rows: np.ndarray, s: int, folds: int,
-               seed: int) -> tuple[np.ndarray, float]:
+               seed: int) -> np.ndarray:
         """Fit the stacker on the training ``rows``: a linear stacker on the standardised summary
         features (full tier: least absolute deviations, the benchmark's metric; else ridge) and, in
         the full tier, boosted trees on every feature blended by the weight that minimises the
-        out-of-fold MAE. Sets the fitted stacker; returns (out-of-fold predictions, blend weight)."""
+        out-of-fold MAE. Sets the fitted stacker (and ``blend_w_``); returns the out-of-fold predictions."""
         full = self.tier_ == "full"
         x, target = x[rows], target[rows]
         n = rows.size
@@ -342,12 +344,12 @@ class Default(_IRTBased):
         self.stack_coef_, self.stack_b_ = linear(xs, target)
         if not full:
             self.blend_w_ = 0.0
-            return oof_lin, 0.0
+            return oof_lin
         pack(self, "hgb_", fit_hgb(x, target, seed))
         grid = np.linspace(0.0, 1.0, 21)
         maes = [np.mean(np.abs(g * oof_hgb + (1 - g) * oof_lin - target)) for g in grid]
         self.blend_w_ = float(grid[int(np.argmin(maes))])
-        return self.blend_w_ * oof_hgb + (1 - self.blend_w_) * oof_lin, self.blend_w_
+        return self.blend_w_ * oof_hgb + (1 - self.blend_w_) * oof_lin
 
     def _crossfit_irt_features(self, train: ResponseMatrix, y: np.ndarray, f: dict[str, np.ndarray],
                                folds: int, seed: int) -> dict[str, np.ndarray]:
