@@ -174,6 +174,13 @@ def test_cli_bench_fit_predict(tmp_path):
     for row in doc["results"]:
         assert set(row) == {"method", "k", "mae", "max_abs_error", "spearman", "n_test"}
         assert row["n_test"] == 60 and row["k"] in (5, 20) and 0 <= row["mae"] <= row["max_abs_error"] <= 1
+    # Extras beyond the contract live apart; RMSE sits between MAE and the largest error.
+    extra = {(e["method"], e["k"]): e for e in doc["extra"]}
+    for row in doc["results"]:
+        e = extra[(row["method"], row["k"])]
+        assert set(e) == {"method", "k", "rmse", "mean_se", "within_2se", "seconds"}
+        assert row["mae"] - 1e-12 <= e["rmse"] <= row["max_abs_error"] + 1e-12
+        assert 0 <= e["within_2se"] <= 1 and e["mean_se"] > 0
     assert (tmp_path / "b.png").stat().st_size > 1000
     res = runner.invoke(app, ["estimators", "fit", str(tmp_path / "r.csv"), "--target", "full", "--k", "6",
                               "--folds", "3", "--out", str(tmp_path / "card")])
@@ -309,3 +316,32 @@ def test_default_full_tier_trims_broken_training_models():
     clean = make_estimator("default").fit(train, k=8, seed=0)
     err = lambda e: np.mean(np.abs(e.predict(test.reveal(e.selected_items_)).score - test.target))  # noqa: E731
     assert err(est) < err(clean) * 1.05  # three wild scores barely move the trimmed fit
+
+
+def test_bench_metrics_hand_computed(monkeypatch):
+    """Every number of a bench row from a stand-in estimator whose predictions are known."""
+    import frugalmerge.estimators.bench as bench
+    from frugalmerge.estimators.core import Estimates
+
+    target = np.array([0.1, 0.2, 0.4, 0.5, 0.65, 0.95])
+    r = ResponseMatrix(np.zeros((6, 3)), [f"m{i}" for i in range(6)], ["a", "b", "c"], target=target)
+
+    class Constant:  # predicts 0.5 with SE 0.1 for everyone, whatever it is shown
+        sequential = False
+        selected_items_ = ("a",)
+
+        def fit(self, train, k, seed):
+            return self
+
+        def predict(self, obs):
+            n = len(obs.model_ids)
+            return Estimates(tuple(obs.model_ids), np.full(n, 0.5), np.full(n, 0.1))
+
+    monkeypatch.setattr(bench, "make_estimator", lambda name, **kw: Constant())
+    (row,) = bench.run_bench(r, [1], ["random_mean"], folds=3, seed=0, progress=False)
+    err = np.array([0.4, 0.3, 0.1, 0.0, 0.15, 0.45])
+    assert row["mae"] == pytest.approx(err.mean()) and row["max_abs_error"] == pytest.approx(0.45)
+    assert row["rmse"] == pytest.approx(np.sqrt((err**2).mean()))
+    assert row["mean_se"] == pytest.approx(0.1)
+    assert row["within_2se"] == pytest.approx(3 / 6)  # |err| <= 2 SE = 0.2: 0.1, 0.0 and 0.15
+    assert np.isnan(row["spearman"]) and row["n_test"] == 6

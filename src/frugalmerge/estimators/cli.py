@@ -55,11 +55,12 @@ def bench(
         return
     table = Table(title=f"{data.name}: {data.n_models} models x {data.n_items} items, {folds}-fold CV "
                         "(errors in points)")
-    for col in ("method", "k", "MAE", "max |err|", "spearman", "mean SE", "n_test", "s"):
+    for col in ("method", "k", "MAE", "RMSE", "max |err|", "spearman", "mean SE", "|err| ≤ 2 SE", "n_test", "s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
-        table.add_row(r["method"], str(r["k"]), f"{100 * r['mae']:.2f}", f"{100 * r['max_abs_error']:.1f}",
-                      f"{r['spearman']:.3f}", f"{100 * r['mean_se']:.2f}", str(r["n_test"]), f"{r['seconds']:.1f}")
+        table.add_row(r["method"], str(r["k"]), f"{100 * r['mae']:.2f}", f"{100 * r['rmse']:.2f}",
+                      f"{100 * r['max_abs_error']:.1f}", f"{r['spearman']:.3f}", f"{100 * r['mean_se']:.2f}",
+                      f"{100 * r['within_2se']:.0f}%", str(r["n_test"]), f"{r['seconds']:.1f}")
     Console().print(table)
 
 
