@@ -1,7 +1,9 @@
 """Turn the JSON files written by ``benchmarks/estimators_bench.sh`` into markdown tables.
 
 Usage: python benchmarks/estimators_report.py [RESULTS_DIR]  -> prints one table per data set
-(MAE / max error in points, Spearman, per method and k) plus a default-vs-references summary.
+(MAE / max error in points, Spearman, per method and k), a default-vs-references summary and, where
+the JSON has them (bench runs since session 7), default's RMSE and how often its reported standard
+error covers the error.
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ def main() -> None:
             ridge = f"{100 * at['ridge']['mae']:.2f}" if "ridge" in at else "-"
             print(f"| {name} | {k} | {100 * at['default']['mae']:.2f} | {ridge} | "
                   f"{100 * others[best]['mae']:.2f} | {best} |" if others else "")
+    uncertainty = [(name, r, e) for name, doc in docs.items() for r in doc["results"]
+                   for e in doc.get("extra", []) if r["method"] == "default" == e["method"] and r["k"] == e["k"]
+                   and "rmse" in e]
+    if uncertainty:
+        print("\n### default: RMSE and reported standard errors (points)\n")
+        print("| data set | k | MAE | RMSE | mean SE | \\|error\\| ≤ 2 SE |")
+        print("|---|---|---|---|---|---|")
+        for name, r, e in uncertainty:
+            print(f"| {name} | {r['k']} | {100 * r['mae']:.2f} | {100 * e['rmse']:.2f} | {100 * e['mean_se']:.2f} | "
+                  f"{100 * e['within_2se']:.0f}% |")
 
 
 if __name__ == "__main__":
