@@ -223,8 +223,8 @@ def test_default_full_tier_uses_the_kernel_ridge_features():
     assert est._summary_names()[-1] == "krr_10"
 
 
-def test_nearest_features_hand_computed_and_leave_one_out():
-    from frugalmerge.estimators.default import NN_GAMMAS, NN_SUMMARY, nearest_features
+def test_nearest_features_hand_computed():
+    from frugalmerge.estimators.default import NN_GAMMAS, NN_SUMMARY, crossfit_rows, nearest_features
 
     x = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     t = np.array([0.2, 0.4, 0.7, 0.9])
@@ -235,11 +235,47 @@ def test_nearest_features_hand_computed_and_leave_one_out():
     for g in NN_GAMMAS:  # rows 2 and 3 disagree on 2 and 3 items
         w2, w3 = np.exp(-2 * g), np.exp(-3 * g)
         np.testing.assert_allclose(f[f"nn_w{g:g}"][0], (0.2 + 0.4 + 0.7 * w2 + 0.9 * w3) / (2 + w2 + w3))
-    # Leave-one-out: row 0's only copy is row 1; row 3's nearest is row 2, one item away.
-    loo = nearest_features(x, x, t, exclude_self=True)
+    # Out of fold with one row per fold (leave-one-out): row 0's only copy is row 1; row 3's
+    # nearest is row 2, one item away.
+    loo = crossfit_rows(nearest_features, x, t, folds=4, seed=0)
     np.testing.assert_allclose(loo["nn_score"], [0.4, 0.2, 0.9, 0.7])
     np.testing.assert_allclose(loo["nn_dist"], [0.0, 0.0, 1.0, 1.0])
     np.testing.assert_allclose(loo["nn_ties"], np.log(2) * np.ones(4))
+
+
+def test_crossfit_rows_values_ignore_their_own_folds_targets():
+    from frugalmerge.estimators.default import crossfit_rows, knn_mean, local_ridge
+
+    rng = np.random.default_rng(1)
+    x = (rng.random((40, 4)) < 0.5).astype(float)  # 16 patterns for 40 rows: many exact copies
+    t = rng.random(40)
+    feature = lambda q, tx, ty: knn_mean(q, tx, ty, 5)  # noqa: E731
+    base = crossfit_rows(feature, x, t, folds=5, seed=3)
+    order = np.random.default_rng(3).permutation(40)
+    fold = np.sort(np.array_split(order, 5)[2])
+    t2 = t.copy()
+    t2[fold] = rng.random(fold.size)  # new targets inside one fold ...
+    moved = crossfit_rows(feature, x, t2, folds=5, seed=3)
+    np.testing.assert_array_equal(moved[fold], base[fold])  # ... leave that fold's values as they were
+    assert not np.allclose(np.delete(moved, fold), np.delete(base, fold))
+    # and each fold's values are the feature computed from the other folds alone
+    rest = np.setdiff1d(np.arange(40), fold)
+    np.testing.assert_allclose(base[fold], feature(x[fold], x[rest], t[rest]))
+    lr = crossfit_rows(local_ridge, x, t, folds=5, seed=3)
+    np.testing.assert_allclose(lr[fold], local_ridge(x[fold], x[rest], t[rest]))
+
+
+def test_default_full_tier_out_of_fold_error_is_honest():
+    """With few items, many training models share their responses; the stacker's out-of-fold error
+    (and the standard errors built on it) must match the error on new models."""
+    both = synthetic(n=1100, m=20, seed=7, target=True)
+    train, test = both.select_models(np.arange(800)), both.select_models(np.arange(800, 1100))
+    est = make_estimator("default").fit(train, k=6, seed=0)
+    assert est.tier_ == "full"
+    out = est.predict(test.reveal(est.selected_items_))
+    err = np.abs(out.score - test.target)
+    assert 0.8 < est.cv_mae_ / err.mean() < 1.25
+    assert np.mean(err <= 2 * out.se) > 0.85
 
 
 def test_default_full_tier_adds_near_duplicate_features_from_100_items(tmp_path):
@@ -258,7 +294,7 @@ def test_default_full_tier_adds_near_duplicate_features_from_100_items(tmp_path)
     assert fewer.tier_ == "full" and not hasattr(fewer, "nn_") and fewer._summary_names()[-1] == "lridge"
 
 
-def test_local_ridge_hand_computed_and_leave_one_out():
+def test_local_ridge_hand_computed():
     from frugalmerge.estimators.default import LR_ALPHA, local_ridge
 
     # One item; prototypes answer 0 (target 0) and 1 (target 1); the query answers 0.
@@ -267,14 +303,6 @@ def test_local_ridge_hand_computed_and_leave_one_out():
     w0 = 1 - w1
     beta = w0 * w1 / (w0 * w1 + LR_ALPHA)  # weighted covariance / (weighted variance + alpha)
     np.testing.assert_allclose(local_ridge(np.array([[0.0]]), x, t), [w1 - w1 * beta])
-    # Leave-one-out equals predicting each row from the other rows.
-    rng = np.random.default_rng(0)
-    xs = (rng.random((12, 5)) < 0.5).astype(float)
-    ts = xs.mean(axis=1) + 0.1 * rng.random(12)
-    loo = local_ridge(xs, xs, ts, exclude_self=True)
-    for i in (0, 7):
-        rest = np.delete(np.arange(12), i)
-        np.testing.assert_allclose(loo[i], local_ridge(xs[i:i + 1], xs[rest], ts[rest])[0])
 
 
 def test_column_means_skip_missing_without_warnings():

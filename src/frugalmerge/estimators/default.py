@@ -34,6 +34,7 @@ number of training models ``n`` (never by data set):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -110,15 +111,38 @@ def predict_krr(q: np.ndarray, train: np.ndarray, dual: np.ndarray, mu: float,
     return out
 
 
+def crossfit_rows(feature: Callable[[np.ndarray, np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray,
+                  folds: int, seed: int) -> Any:
+    """Out-of-fold values of a feature for the training rows: the rows of each fold get
+    ``feature(their rows, the other folds' rows, the other folds' targets)`` (an array with one row
+    per query row, or a dict of such arrays).
+
+    Why folds and not leave-one-out for the neighbour features: among models with identical
+    responses (common at small k) a leave-one-out mean is (group sum - own target) / (group size -
+    1), a decreasing function of the model's own target that the boosted trees learn to decode. On
+    the inner split of arc's training models at k = 10, leave-one-out features gave an out-of-fold
+    MAE of 1.38 points against 2.46 on held-out models, and standard errors that covered 67% of the
+    errors at 2 SE. A fold's values depend on no target inside that fold."""
+    n = x.shape[0]
+    order = np.random.default_rng(seed).permutation(n)
+    out: Any = None
+    for held in np.array_split(order, max(2, min(folds, n))):
+        keep = np.setdiff1d(order, held)
+        values = feature(x[held], x[keep], y[keep])
+        if out is None:
+            out = ({key: np.empty((n,) + np.shape(v)[1:]) for key, v in values.items()} if isinstance(values, dict)
+                   else np.empty((n,) + np.shape(values)[1:]))
+        if isinstance(values, dict):
+            for key, v in values.items():
+                out[key][held] = v
+        else:
+            out[held] = values
+    return out
+
+
 def crossfit_krr(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Out-of-fold kernel ridge predictions (n, G) for the training rows (the stacker sees honest values)."""
-    oof = np.empty((x.shape[0], len(KRR_GAMMAS)))
-    order = np.random.default_rng(seed).permutation(x.shape[0])
-    for held in np.array_split(order, max(2, min(folds, x.shape[0]))):
-        keep = np.setdiff1d(order, held)
-        dual, mu = fit_krr(x[keep], y[keep])
-        oof[held] = predict_krr(x[held], x[keep], dual, mu)
-    return oof
+    return crossfit_rows(lambda q, tx, ty: predict_krr(q, tx, *fit_krr(tx, ty)), x, y, folds, seed)
 
 
 # Prototype local ridge (``lridge``, n >= 500 only): the fixed-form counterpart of ``adaptive``'s
@@ -143,22 +167,18 @@ NN_MIN_ITEMS = 100
 NN_SUMMARY = ("nn_score", "nn_dist", "nn_ties") + tuple(f"nn_w{g:g}" for g in NN_GAMMAS)
 
 
-def local_ridge(q: np.ndarray, train: np.ndarray, t: np.ndarray, exclude_self: bool = False,
-                chunk: int = 256) -> np.ndarray:
+def local_ridge(q: np.ndarray, train: np.ndarray, t: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Posterior-weighted local ridge of ``t`` on the training rows, evaluated at each query row.
 
     Weights ``exp(-gamma * squared distance)`` (the number of disagreeing items on binary rows,
     gamma = 1 up to 30 items, 30 / m beyond), a weighted ridge (penalty ``LR_ALPHA``) of the target
     on the items around the weighted mean, evaluated at the query: the neighbours' mean score
-    corrected linearly for where the query differs from them. ``exclude_self``: query row i is
-    training row i and gets no weight (leave-one-out values for the stacker)."""
+    corrected linearly for where the query differs from them."""
     m = train.shape[1]
     g = LR_GAMMA * min(1.0, LR_REF_K / m)
     out = np.empty(q.shape[0])
     for s in range(0, q.shape[0], chunk):
         lw = -g * np.maximum(_sqdist(q[s:s + chunk], train), 0.0)
-        if exclude_self:
-            lw[np.arange(lw.shape[0]), np.arange(s, s + lw.shape[0])] = -np.inf
         w = np.exp(lw - lw.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
         for i in range(w.shape[0]):
@@ -166,19 +186,16 @@ def local_ridge(q: np.ndarray, train: np.ndarray, t: np.ndarray, exclude_self: b
     return out
 
 
-def nearest_features(query: np.ndarray, train: np.ndarray, target: np.ndarray, exclude_self: bool = False,
+def nearest_features(query: np.ndarray, train: np.ndarray, target: np.ndarray,
                      chunk: int = 512) -> dict[str, np.ndarray]:
     """Near-duplicate features of each query row against the training rows (``NN_SUMMARY``).
 
     Squared L2 distances (the number of disagreeing items on binary rows): the mean target of the
     training rows at the smallest distance, that distance, log(1 + number of rows at it), and per
-    g in ``NN_GAMMAS`` the target mean with weights ``exp(-g * (distance - smallest distance))``.
-    ``exclude_self``: query row i is training row i and is left out (honest values for the stacker)."""
+    g in ``NN_GAMMAS`` the target mean with weights ``exp(-g * (distance - smallest distance))``."""
     cols = np.empty((query.shape[0], len(NN_SUMMARY)))
     for s in range(0, query.shape[0], chunk):
         d = np.maximum(_sqdist(query[s:s + chunk], train), 0.0)
-        if exclude_self:
-            d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
         dmin = d.min(axis=1)
         gap = d - dmin[:, None]
         nearest = gap <= 1e-6
@@ -280,17 +297,20 @@ class Default(_IRTBased):
         self.knn_x_ = f["y_imp"].astype(np.float32)
         self.knn_y_ = target.astype(np.float64)
         self.n_neighbors_ = int(self.params.get("n_neighbors", 20))
-        f["knn"] = knn_mean(f["y_imp"], f["y_imp"], target, self.n_neighbors_, exclude_self=True)
-        if self.tier_ == "full":
-            # Same float32 training rows as the kNN feature, so predict() sees exactly these values.
+        if self.tier_ != "full":
+            f["knn"] = knn_mean(f["y_imp"], f["y_imp"], target, self.n_neighbors_, exclude_self=True)
+        else:
+            # Same float32 training rows as predict() uses. Every neighbour feature is cross-fitted
+            # by folds, not left one out: see crossfit_rows (the trees decode leave-one-out means).
             xk = np.asarray(self.knn_x_, np.float64)
+            nn_k = self.n_neighbors_
+            f["knn"] = crossfit_rows(lambda q, tx, ty: knn_mean(q, tx, ty, nn_k), xk, target, folds, seed + 6)
             _krr_features(f, crossfit_krr(xk, target, folds, seed + 5))
             self.krr_dual_, self.krr_mu_ = fit_krr(xk, target)
-            # Leave-one-out local ridge: honest values for the stacker without refitting anything.
-            f["lridge"] = local_ridge(xk, xk, target, exclude_self=True)
+            f["lridge"] = crossfit_rows(local_ridge, xk, target, folds, seed + 6)
             self.lridge_ = True
             if len(self.selected_) >= NN_MIN_ITEMS:
-                f.update(nearest_features(xk, xk, target, exclude_self=True))
+                f.update(crossfit_rows(nearest_features, xk, target, folds, seed + 6))
                 self.nn_ = True
 
         x = self._matrix(f)
