@@ -11,8 +11,8 @@ A calibrated stacker. From a model's k revealed responses it computes features
 * ``krr_1``, ``krr_3``, ``krr_10`` (``n >= 500`` only) - kernel ridge regressions on the k
   responses (RBF kernels of three widths on the fraction of disagreeing items): smooth,
   similarity-weighted versions of ``knn`` that also interpolate between model families,
-* ``lridge`` (``n >= 500`` only) - the prototype local ridge of ``adaptive`` on the k items
-  on the k items: the neighbours' mean corrected linearly,
+* ``lridge`` (``n >= 500`` only) - the prototype local ridge of ``adaptive`` on the k items:
+  the neighbours' mean corrected linearly,
 * ``nn_score``, ``nn_dist``, ``nn_ties``, ``nn_w0.5``, ``nn_w1``, ``nn_w2`` (``n >= 500`` and
   ``k >= 100`` only) - near-duplicate features: the mean target of the training models nearest
   to the query, their distance and how many tie, and kernel means sharply centred on that
@@ -21,8 +21,9 @@ A calibrated stacker. From a model's k revealed responses it computes features
 
 and learns the map to the target on the training models. Ridge features (and, from 500 models,
 every neighbour feature: ``knn``, ``krr_*``, ``lridge``, ``nn_*``) are cross-fitted by folds so
-the stacker sees honest (out-of-fold) values (see :func:`crossfit_rows` for why not leave-one-out). One recipe for every data set, chosen by a rule of the
-number of training models ``n`` (never by data set):
+the stacker sees honest (out-of-fold) values (:func:`crossfit_rows` says why not leave-one-out).
+One recipe for every data set, chosen by a rule of the number of training models ``n`` (never by
+data set):
 
 * ``n >= 500``: gradient-boosted trees on all features blended with a linear stacker on the
   summary features, fitted by least absolute deviations (the metric is the MAE); the blend weight
