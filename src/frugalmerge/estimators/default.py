@@ -13,10 +13,10 @@ A calibrated stacker. From a model's k revealed responses it computes features
   similarity-weighted versions of ``knn`` that also interpolate between model families,
 * ``lridge`` (``n >= 500`` only) - the prototype local ridge of ``adaptive`` on the k items:
   the neighbours' mean corrected linearly,
-* ``nn_score``, ``nn_dist``, ``nn_ties``, ``nn_w0.5``, ``nn_w1``, ``nn_w2`` (``n >= 500`` and
-  ``k >= 100`` only) - near-duplicate features: the mean target of the training models nearest
-  to the query, their distance and how many tie, and kernel means sharply centred on that
-  distance (with 100+ items a zero or one-item distance means a re-upload or a near-copy),
+* ``nn_score``, ``nn_dist``, ``nn_ties``, ``nn_w0.5``, ``nn_w1``, ``nn_w2`` (``n >= 500`` only) -
+  near-duplicate features: the mean target of the training models nearest to the query, their
+  distance and how many tie, and kernel means sharply centred on that distance (with 100+ items a
+  zero or one-item distance means a re-upload or a near-copy),
 * plus the k responses themselves,
 
 and learns the map to the target on the training models. Ridge features (and, from 500 models,
@@ -159,13 +159,13 @@ LR_GAMMA, LR_ALPHA, LR_REF_K = 1.0, 0.1, 30
 # arc 1.394 / 0.952 -> 1.392 / 0.940, gsm8k 2.531 / 1.063 -> 2.502 / 1.053, mmlu 1.205 / 0.782 ->
 # 1.187 / 0.768.
 TRIM_SD = 5.0
-# Near-duplicate features (n >= 500 and at least NN_MIN_ITEMS revealed items): kernel means with
-# weights exp(-g * (distance - nearest distance)), one per g. Inner split of fold 0's training
-# models (MAE points, all items): arc 0.940 -> 0.911, gsm8k 1.053 -> 1.052, mmlu 0.768 -> 0.716;
-# at k = 30 they hurt (arc 1.392 -> 1.455: on 30 items identical answers are common among
-# unrelated models), hence the item threshold.
+# Near-duplicate features (n >= 500): kernel means with weights exp(-g * (distance - nearest
+# distance)), one per g. Inner split of fold 0's training models (MAE points, all items): arc
+# 0.940 -> 0.911, gsm8k 1.053 -> 1.052, mmlu 0.768 -> 0.716. Session 6 kept them to 100+ items
+# because they hurt at k = 30 (arc 1.392 -> 1.455), but that was the leave-one-out leak (see
+# crossfit_rows): cross-fitted, they help at k = 30 / 50 too (gsm8k 2.496 -> 2.465, mmlu 1.190 ->
+# 1.152 at k = 30), so from session 7 they apply at every k.
 NN_GAMMAS = (0.5, 1.0, 2.0)
-NN_MIN_ITEMS = 100
 NN_SUMMARY = ("nn_score", "nn_dist", "nn_ties") + tuple(f"nn_w{g:g}" for g in NN_GAMMAS)
 
 
@@ -311,9 +311,8 @@ class Default(_IRTBased):
             self.krr_dual_, self.krr_mu_ = fit_krr(xk, target)
             f["lridge"] = crossfit_rows(local_ridge, xk, target, folds, seed + 6)
             self.lridge_ = True
-            if len(self.selected_) >= NN_MIN_ITEMS:
-                f.update(crossfit_rows(nearest_features, xk, target, folds, seed + 6))
-                self.nn_ = True
+            f.update(crossfit_rows(nearest_features, xk, target, folds, seed + 6))
+            self.nn_ = True
 
         x = self._matrix(f)
         s = len(self._summary_names())
