@@ -225,7 +225,8 @@ def test_default_full_tier_uses_the_kernel_ridge_features():
 
 
 def test_nearest_features_hand_computed():
-    from frugalmerge.estimators.default import NN_GAMMAS, NN_SUMMARY, crossfit_rows, nearest_features
+    from frugalmerge.estimators.components import crossfit_rows
+    from frugalmerge.estimators.default import NN_GAMMAS, NN_SUMMARY, nearest_features
 
     x = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     t = np.array([0.2, 0.4, 0.7, 0.9])
@@ -245,7 +246,8 @@ def test_nearest_features_hand_computed():
 
 
 def test_crossfit_rows_values_ignore_their_own_folds_targets():
-    from frugalmerge.estimators.default import crossfit_rows, knn_mean, local_ridge
+    from frugalmerge.estimators.components import crossfit_rows
+    from frugalmerge.estimators.default import knn_mean, local_ridge
 
     rng = np.random.default_rng(1)
     x = (rng.random((40, 4)) < 0.5).astype(float)  # 16 patterns for 40 rows: many exact copies

@@ -6,6 +6,9 @@ from scikit-learn's ``HistGradientBoostingRegressor`` into arrays plus a numpy t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 ALPHAS = np.logspace(-3, 4, 15)
@@ -83,16 +86,42 @@ def crossfit_ridge(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple
     Why: a ridge applied to the rows it was fitted on looks far better than on new models; a
     stacker trained on such in-sample features over-trusts them (fatal with few training models).
     """
-    n = x.shape[0]
-    oof = np.empty(n)
-    order = np.random.default_rng(seed).permutation(n)
-    parts = np.array_split(order, max(2, min(folds, n)))
-    for held in parts:
-        keep = np.setdiff1d(order, held)
-        coef, b = fit_ridge(x[keep], y[keep])
-        oof[held] = x[held] @ coef + b
+    def ridge_on(q: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+        coef, b = fit_ridge(tx, ty)
+        return q @ coef + b
+
+    oof = crossfit_rows(ridge_on, x, y, folds, seed)
     coef, b = fit_ridge(x, y)
     return oof, coef, b
+
+
+def crossfit_rows(feature: Callable[[np.ndarray, np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray,
+                  folds: int, seed: int) -> Any:
+    """Out-of-fold values of a feature for the training rows: the rows of each fold get
+    ``feature(their rows, the other folds' rows, the other folds' targets)`` (an array with one row
+    per query row, or a dict of such arrays).
+
+    Why folds and not leave-one-out for the neighbour features: among models with identical
+    responses (common at small k) a leave-one-out mean is (group sum - own target) / (group size -
+    1), a decreasing function of the model's own target that the boosted trees learn to decode. On
+    the inner split of arc's training models at k = 10, leave-one-out features gave an out-of-fold
+    MAE of 1.38 points against 2.46 on held-out models, and standard errors that covered 67% of the
+    errors at 2 SE. A fold's values depend on no target inside that fold."""
+    n = x.shape[0]
+    order = np.random.default_rng(seed).permutation(n)
+    out: Any = None
+    for held in np.array_split(order, max(2, min(folds, n))):
+        keep = np.setdiff1d(order, held)
+        values = feature(x[held], x[keep], y[keep])
+        if out is None:
+            out = ({key: np.empty((n,) + np.shape(v)[1:]) for key, v in values.items()} if isinstance(values, dict)
+                   else np.empty((n,) + np.shape(values)[1:]))
+        if isinstance(values, dict):
+            for key, v in values.items():
+                out[key][held] = v
+        else:
+            out[held] = values
+    return out
 
 
 def weighted_local_ridge(w: np.ndarray, x: np.ndarray, t: np.ndarray, query: np.ndarray, alpha: float) -> float:
