@@ -6,7 +6,7 @@ from scikit-learn's ``HistGradientBoostingRegressor`` into arrays plus a numpy t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,14 @@ def crossfit_ridge(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple
     return oof, coef, b
 
 
+def fold_splits(n: int, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The seeded folds every cross-fit in the estimators uses: ``(kept rows, held rows)`` per fold,
+    kept rows sorted, ``folds`` clipped to [2, n]."""
+    order = np.random.default_rng(seed).permutation(n)
+    for held in np.array_split(order, max(2, min(folds, n))):
+        yield np.setdiff1d(order, held), held
+
+
 def crossfit_rows(feature: Callable[[np.ndarray, np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray,
                   folds: int, seed: int) -> Any:
     """Out-of-fold values of a feature for the training rows: the rows of each fold get
@@ -108,10 +116,8 @@ def crossfit_rows(feature: Callable[[np.ndarray, np.ndarray, np.ndarray], Any], 
     MAE of 1.38 points against 2.46 on held-out models, and standard errors that covered 67% of the
     errors at 2 SE. A fold's values depend on no target inside that fold."""
     n = x.shape[0]
-    order = np.random.default_rng(seed).permutation(n)
     out: Any = None
-    for held in np.array_split(order, max(2, min(folds, n))):
-        keep = np.setdiff1d(order, held)
+    for keep, held in fold_splits(n, folds, seed):
         values = feature(x[held], x[keep], y[keep])
         if out is None:
             out = ({key: np.empty((n,) + np.shape(v)[1:]) for key, v in values.items()} if isinstance(values, dict)

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from frugalmerge.estimators.components import (column_means, crossfit_ridge, crossfit_rows, fit_hgb, fit_lad, fit_ridge,
-                                               pack, predict_hgb, robust_inliers, unpack, weighted_local_ridge)
+                                               fold_splits, pack, predict_hgb, robust_inliers, unpack,
+                                               weighted_local_ridge)
 from frugalmerge.estimators.core import register_estimator
 from frugalmerge.estimators.irt import calibrate, estimate_ability
 from frugalmerge.estimators.methods import COMMON_PARAMS, _IRTBased, _weighted_mean
@@ -258,9 +259,7 @@ class Default(_IRTBased):
         col_mean = column_means(train.values)
         x_full = np.where(np.isnan(train.values), col_mean[None, :], train.values)
         oof_ir = np.empty(n)
-        order = np.random.default_rng(seed).permutation(n)
-        for held in np.array_split(order, max(2, min(folds, n))):
-            keep = np.setdiff1d(order, held)
+        for keep, held in fold_splits(n, folds, seed):
             coef, b = fit_ridge(x_full[keep], target[keep])
             oof_ir[held] = f["full"][held] @ coef + b
         self.ir_coef_, self.ir_b_ = fit_ridge(x_full, target)
@@ -322,11 +321,9 @@ class Default(_IRTBased):
         self.stack_sigma_ = x[:, :s].std(axis=0).clip(1e-9)
         xs = (x[:, :s] - self.stack_mu_) / self.stack_sigma_
         inner = max(2, min(3 if n >= 2000 else folds, n))
-        parts = np.array_split(np.random.default_rng(seed + 2).permutation(n), inner)
         oof_lin = np.empty(n)
         oof_hgb = np.empty(n)
-        for held in parts:
-            keep = np.setdiff1d(np.arange(n), held)
+        for keep, held in fold_splits(n, inner, seed + 2):
             coef, b = linear(xs[keep], target[keep])
             oof_lin[held] = xs[held] @ coef + b
             if full:
@@ -349,10 +346,8 @@ class Default(_IRTBased):
         keep_all = (self.irt_a_, self.irt_d_, self.irt_theta_)
         out = {key: np.array(value, copy=True) for key, value in f.items()}
         settings = self._settings()
-        order = np.random.default_rng(seed + 3).permutation(n)
         try:
-            for held in np.array_split(order, max(2, min(folds, n))):
-                keep = np.setdiff1d(order, held)
+            for keep, held in fold_splits(n, folds, seed + 3):
                 sub = train.select_models(keep)
                 if (~np.isnan(sub.values)).any(axis=0).all() and len(keep) >= 2:
                     params = calibrate(sub.values, sub.item_ids, settings)
@@ -376,9 +371,7 @@ class Default(_IRTBased):
         x = np.where(np.isnan(train.values), col_mean[None, :], train.values)
         chosen = np.asarray(self.sel_cols_)
         honest, naive = np.empty(n), np.empty(n)
-        order = np.random.default_rng(seed + 4).permutation(n)
-        for held in np.array_split(order, max(2, min(folds, n))):
-            keep = np.setdiff1d(order, held)
+        for keep, held in fold_splits(n, folds, seed + 4):
             sub = select_subset("predictive", train.select_models(keep), k, seed)
             cols = train.columns(sub.item_ids)
             coef, b = fit_ridge(x[keep][:, cols], target[keep])
