@@ -264,6 +264,13 @@ def test_graded_cards_score_their_items_by_token_probability_and_keep_the_accura
     cfg = config_from_dict(adaptive)
     with pytest.raises(SearchError, match="0/1 responses"):
         Fitness.build(cfg, SearchSpace(cfg)).calibrate()
+    # the same card on a benchmark whose task has no graded score: one error naming card and benchmark
+    split = smoke_zoo / "benchmarks" / "math_de"
+    generative = {**raw, "benchmarks": {"math_de": {"search": str(split / "search.jsonl"), "test": str(split / "test.jsonl"),
+                                                    "task": {"type": "generative_exact"}}}}
+    cfg = config_from_dict(generative)
+    with pytest.raises(SearchError, match=r"card .*math_de was scored with .* benchmark 'math_de' cannot use"):
+        Fitness.build(cfg, SearchSpace(cfg)).calibrate()
 
 
 def test_estimators_fit_records_the_graded_measure_of_its_responses(zoo, tmp_path):

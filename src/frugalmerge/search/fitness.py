@@ -251,8 +251,18 @@ class BenchmarkObjective(Objective):
         if not self.scoring:
             return self.search_bench
         if self._estimate_bench is None:
-            self._estimate_bench = self.search_bench.with_task(self.search_bench.task.with_overrides(self.scoring))
+            self._estimate_bench = self._scored_bench(self.scoring)
         return self._estimate_bench
+
+    def _scored_bench(self, scoring: dict[str, Any]) -> Any:
+        """The search split with the card's scoring settings applied to its task."""
+        try:
+            task = self.search_bench.task.with_overrides(scoring)
+        except ValueError as exc:
+            msg = " ".join(str(exc).split())
+            raise SearchError(f"objective {self.name!r}: card {self.spec.card} was scored with {scoring}, which "
+                              f"benchmark {self.spec.benchmark!r} cannot use: {msg}") from None
+        return self.search_bench.with_task(task)
 
     @property
     def test_bench(self) -> Any:
@@ -342,14 +352,8 @@ class BenchmarkObjective(Objective):
         if scoring and self.spec.adaptive:
             raise SearchError(f"objective {self.name!r}: adaptive testing needs a card of 0/1 responses; card "
                               f"{self.spec.card} holds graded ones ({scoring})")
-        try:
-            task = self.search_bench.task.with_overrides(scoring)
-        except ValueError as exc:
-            msg = " ".join(str(exc).split())
-            raise SearchError(f"objective {self.name!r}: card {self.spec.card} was scored with {scoring}, which "
-                              f"benchmark {self.spec.benchmark!r} cannot use: {msg}") from None
+        self._estimate_bench = self._scored_bench(scoring) if scoring else None
         self.scoring = scoring
-        self._estimate_bench = self.search_bench.with_task(task) if scoring else None
 
     def _adaptive_from_card(self) -> None:
         """``adaptive`` with a card: the 2PL IRT model of the sequential test is calibrated on the
