@@ -14,6 +14,7 @@ from frugalmerge.estimators.core import estimator_names
 from frugalmerge.estimators.errors import EstimatorError, UnknownNameError
 from frugalmerge.estimators.methods import merged_theta
 from frugalmerge.estimators.responses import ResponseMatrix
+from frugalmerge.estimators.responses import ResponseMatrix
 
 
 def synthetic(n: int = 120, m: int = 30, seed: int = 0, target: bool = False) -> ResponseMatrix:
@@ -195,6 +196,47 @@ def test_cli_bench_fit_predict(tmp_path):
     res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "missing.csv"), "--k", "5", "--json",
                               str(tmp_path / "x.json")])
     assert res.exit_code == 1 and "no such file" in res.output
+
+
+def test_cli_outputs_never_destroy_what_is_not_theirs(tmp_path):
+    """A mistyped --out/--json must not wipe user data; errors come before the work, as one line,
+    leaving no temporary file; an earlier card is replaced; NaN is written as JSON null."""
+    from frugalmerge.cli import app
+
+    r = synthetic(n=40, m=12, seed=4, target=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    r.to_csv(data / "r.csv", target_col="full")
+    (data / "notes.txt").write_text("keep me")
+    runner = CliRunner()
+    fit = ["estimators", "fit", str(data / "r.csv"), "--target", "full", "--k", "4", "--method", "random_mean",
+           "--folds", "0", "--out"]
+    for out, why in ((data, "non-empty directory without card.json"), (data / "r.csv", "existing file")):
+        res = runner.invoke(app, [*fit, str(out)])
+        assert res.exit_code == 1 and why in res.output, res.output
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "r.csv"]
+    assert (data / "notes.txt").read_text() == "keep me"
+    card = tmp_path / "card"
+    for _ in range(2):  # the second run replaces the first card
+        res = runner.invoke(app, [*fit, str(card)])
+        assert res.exit_code == 0, res.output
+    assert (card / "card.json").stat().st_mode & 0o044 == 0o044 and (card / "params.safetensors").is_file()
+    assert (card / "params.safetensors").stat().st_mode & 0o044 == 0o044  # shareable like card.json
+    res = runner.invoke(app, ["estimators", "predict", str(card), str(data / "r.csv"), "--json", str(data)])
+    assert res.exit_code == 1 and "is an existing directory" in res.output
+    res = runner.invoke(app, ["estimators", "bench", str(data / "r.csv"), "--target", "full", "--k", "4",
+                              "--methods", "random_mean", "--folds", "2", "--json", str(tmp_path / "b.json"),
+                              "--plot", str(data / "r.csv" / "b.png")])
+    assert res.exit_code == 1 and "is a file, not a directory" in res.output and not (tmp_path / "b.json").exists()
+    assert not [p for p in tmp_path.rglob(".*tmp*")]
+    # a constant target has no rank correlation: null in strict JSON, not NaN
+    const = ResponseMatrix(values=r.values, model_ids=r.model_ids, item_ids=r.item_ids, target=np.full(40, 0.5))
+    const.to_csv(tmp_path / "c.csv", target_col="full")
+    res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "c.csv"), "--target", "full", "--k", "4",
+                              "--methods", "random_mean", "--folds", "2", "--json", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "c.json").read_text()
+    assert "NaN" not in text and json.loads(text)["results"][0]["spearman"] is None
 
 
 def test_kernel_ridge_feature_exact_on_two_models():

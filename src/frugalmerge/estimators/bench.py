@@ -7,7 +7,9 @@ calibration per training fold through :func:`frugalmerge.estimators.irt.calibrat
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from frugalmerge._atomic import atomic_write_bytes, atomic_write_text
 from frugalmerge.estimators.core import Estimates, Estimator, estimator_names, make_estimator
 from frugalmerge.estimators.errors import EstimatorError
 from frugalmerge.estimators.responses import ResponseMatrix
@@ -152,6 +155,17 @@ CONTRACT_KEYS = ("method", "k", "mae", "max_abs_error", "spearman", "n_test")
 EXTRA_KEYS = ("rmse", "mean_se", "within_2se", "seconds")
 
 
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (JSON null: NaN is not JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
 def write_json(rows: list[dict[str, Any]], path: str | Path, meta: dict[str, Any] | None = None) -> None:
     """Atomically write ``{"results": [...contract keys...], "meta": {...}, "extra": [...]}``."""
     path = Path(path)
@@ -159,10 +173,8 @@ def write_json(rows: list[dict[str, Any]], path: str | Path, meta: dict[str, Any
     doc["extra"] = [{"method": r["method"], "k": r["k"], **{x: r[x] for x in EXTRA_KEYS}} for r in rows]
     if meta:
         doc["meta"] = meta
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, allow_nan=True))
-    tmp.replace(path)
+    # Strict JSON: a NaN (e.g. the Spearman correlation of a constant target) is written as null.
+    atomic_write_text(path, json.dumps(nan_to_none(doc), indent=2, allow_nan=False))
 
 
 def plot_results(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
@@ -184,9 +196,7 @@ def plot_results(rows: list[dict[str, Any]], path: str | Path, title: str = "") 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())

@@ -49,7 +49,7 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
     }
     if scoring:
         card["scoring"] = dict(scoring)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, marker="card.json") as tmp:
         (tmp / "card.json").write_text(json.dumps(card, indent=2))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
     return out

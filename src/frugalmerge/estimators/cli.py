@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from frugalmerge._atomic import OutputInUseError, check_output_file, check_replaceable
+
 estimators_app = typer.Typer(help="Subset extraction and IRT estimators: benchmark, fit and use cards.",
                              no_args_is_help=True)
 
@@ -40,6 +42,9 @@ def bench(
     from frugalmerge.estimators.responses import load_responses
 
     try:
+        for path in (json_out, plot):
+            if path is not None:
+                check_output_file(path)  # before the benchmark runs, not after
         data = load_responses(responses, target)
         ks = parse_ks(k)
         names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
@@ -50,7 +55,7 @@ def bench(
         write_json(rows, json_out, meta)
         if plot is not None:
             plot_results(rows, plot, title=f"{data.name}: {data.n_models} models x {data.n_items} items, {folds}-fold CV")
-    except EstimatorError as e:
+    except (EstimatorError, OutputInUseError) as e:
         _fail(e)
         return
     table = Table(title=f"{data.name}: {data.n_models} models x {data.n_items} items, {folds}-fold CV "
@@ -100,6 +105,7 @@ def fit(
         # multiple choice has one graded score (the correct choice's probability): no measure field
         scoring = {"graded": True, **({} if graded_measure == "choice" else {"graded_measure": graded_measure})}
     try:
+        check_replaceable(out, "card.json")  # before fitting: never wipe a mistyped --out
         data = load_responses(responses, target)
         if scoring and data.target is None:
             raise EstimatorError(f"{responses}: graded responses need the 0/1 full score as the target "
@@ -115,7 +121,7 @@ def fit(
                 typer.echo(f"note: {data.n_models} models are too few for {folds}-fold validation; skipped", err=True)
         est = make_estimator(method).fit(data, k=k, seed=seed, **context)
         save_card(est, data, out, validation, scoring=scoring)
-    except EstimatorError as e:
+    except (EstimatorError, OutputInUseError) as e:
         _fail(e)
         return
     n_items = len(est.selected_items_)
@@ -136,24 +142,24 @@ def predict(
     """Estimate full scores from the card's items: writes {"predictions": {model: score}}."""
     import json
 
+    from frugalmerge._atomic import atomic_write_text
+    from frugalmerge.estimators.bench import nan_to_none
     from frugalmerge.estimators.card import load_card
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.estimators.responses import load_responses
 
     try:
+        check_output_file(json_out)
         est, card = load_card(card_dir)
         data = load_responses(responses)
         out = est.predict(data)
-    except EstimatorError as e:
+    except (EstimatorError, OutputInUseError) as e:
         _fail(e)
         return
     doc = {"predictions": {m: float(s) for m, s in zip(out.model_ids, out.score)},
            "standard_errors": {m: float(s) for m, s in zip(out.model_ids, out.se)},
            "estimator": card["estimator"], "items": card["selected_item_ids"]}
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = json_out.with_name(f".{json_out.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(json_out)
+    atomic_write_text(json_out, json.dumps(nan_to_none(doc), indent=2, allow_nan=False))
     typer.echo(f"wrote {json_out} ({len(out.model_ids)} models)")
 
 

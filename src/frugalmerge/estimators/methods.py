@@ -24,11 +24,6 @@ from frugalmerge.estimators.components import (
     crossfit_ridge,
     fill_missing,
     fit_calibration,
-    fit_hgb,
-    fit_ridge,
-    pack,
-    predict_hgb,
-    unpack,
 )
 from frugalmerge.estimators.core import Estimator, register_estimator
 from frugalmerge.estimators.errors import EstimatorError

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from frugalmerge._atomic import atomic_write_text
 from frugalmerge.evaluation.errors import EvaluationError
 
 CacheKey = tuple[str, str, str]
@@ -73,15 +72,7 @@ class EvalCache:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise EvaluationError("EvalCache.save needs a path (the cache was opened without one)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_json(), handle)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(target, json.dumps(self.to_json()))
         return target
 
     def _load(self, path: Path) -> None:

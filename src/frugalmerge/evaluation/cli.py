@@ -48,14 +48,13 @@ def evaluate_command(
 def _run(benchmark, models, spec, fmt, limit, batching, device, dtype, responses, json_out,
          cache_path) -> None:
     import json
-    import os
-    import tempfile
 
     import torch
     from rich.console import Console
     from rich.table import Table
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from frugalmerge._atomic import atomic_write_text
     from frugalmerge.evaluation import EvalCache, accuracy, evaluate, load_benchmark
     from frugalmerge.evaluation.errors import EvaluationError
     from frugalmerge.evaluation.responses import write_responses_csv
@@ -89,11 +88,7 @@ def _run(benchmark, models, spec, fmt, limit, batching, device, dtype, responses
         payload = {"benchmark": bench.name, "task": bench.task.model_dump(mode="json"),
                    "models": {n: {"accuracy": accuracy(s)[0], "se": accuracy(s)[1], "scores": s}
                               for n, s in scores.items()}}
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=json_out.parent, prefix=f".{json_out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False)
-        os.replace(tmp, json_out)
+        atomic_write_text(json_out, json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def _unique_names(paths: list[Path]) -> list[str]:

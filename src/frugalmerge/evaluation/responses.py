@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from frugalmerge._atomic import atomic_write_text
 from frugalmerge.evaluation.errors import EvaluationError
 
 
@@ -31,15 +30,7 @@ def write_responses_csv(path: str | Path, scores: Mapping[str, Mapping[str, floa
     for model, per in scores.items():
         writer.writerow([model, *(_cell(per.get(i)) for i in item_ids)])
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, buffer.getvalue())
     return target
 
 

@@ -378,7 +378,7 @@ def run_merge(
     scratch: dict = {}
     usage = usage if usage is not None else DeviceUsage(max_device_memory)
     usage.budget = max_device_memory
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker="config.json") as tmp:
         writer = ShardWriter(tmp, max_shard_bytes)
         vocab_size = None
         pending: list[tuple[TensorJob, list[Operand], tuple]] = []

@@ -37,7 +37,7 @@ def export_merge(
     from frugalmerge.merging.execute import ShardWriter
 
     state = engine.parameters_for(recipe)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker="config.json") as tmp:
         writer = ShardWriter(tmp)
         for job in plan.jobs:
             writer.add(job.out_name, state[job.out_name].detach().to("cpu", out_dtype).clone())

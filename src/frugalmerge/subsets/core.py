@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from frugalmerge._atomic import atomic_write_text
 from frugalmerge.estimators.errors import EstimatorError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -59,10 +60,7 @@ class Subset(BaseModel):
 
     def save(self, path: str | Path) -> None:
         """Write as JSON atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(self.model_dump(mode="json"), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Subset:

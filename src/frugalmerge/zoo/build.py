@@ -249,7 +249,7 @@ def build_zoo(size: str, out: str | Path, *, jobs: int = 1, overwrite: bool = Fa
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
         raise ZooError(f"{out} already exists (pass --overwrite to replace it)")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, marker=MANIFEST_NAME) as tmp:
         start = time.perf_counter()
         seconds: dict[str, float] = {}
         benchmarks = _write_benchmarks(spec, tmp)

@@ -325,7 +325,7 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
                              "pilot_top": pilot_top if pilot_searches else 0, "seed": seed, "split": "search",
                              **({"scoring": scoring} if scoring else {}), "cards": {}}
     per_showcase = {d.showcase: sum(1 for e in datasets if e.showcase == d.showcase) for d in datasets}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, marker=INDEX_FILE) as tmp:
         for data in datasets:
             # Staged under the same file name as in the card, so the matrix keeps one name.
             raw = tmp / ".stage" / data.benchmark / RESPONSES_FILE

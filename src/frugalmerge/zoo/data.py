@@ -17,14 +17,13 @@ search and test items are never seen in training, in any language.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from frugalmerge._atomic import atomic_write_text
 from frugalmerge.zoo.languages import (
     LANGUAGE_NAMES,
     LANGUAGES,
@@ -182,13 +181,4 @@ def benchmark_items(name: str, language: str, split: str, problems: Sequence[Pro
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
     """Write rows as jsonl atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows))
