@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +152,119 @@ def test_real_data_layouts(shared_data):
     assert lb.values.shape == (40, 4750)
     gsm = load_responses(shared_data / "psn_irt_opencompass", block="GSM8K")
     assert gsm.values.shape == (12, 1319)
+
+
+
+def _write_jsonl(path: Path, rec: dict) -> Path:
+    path.write_text(json.dumps(rec) + "\n")
+    return path
+
+
+def _write_pickle(path: Path, obj: object) -> Path:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+    return path
+
+
+def _write_parquet(path: Path, columns: dict | None) -> Path:
+    """A parquet file of ``columns``, or (None) junk bytes behind the parquet magic."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    if columns is None:
+        path.write_bytes(b"PAR1 junk")
+    else:
+        pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _write_psn(path: Path, blocks: str, combine: str = "1,0,1\n0,1,1\n") -> Path:
+    path.mkdir()
+    (path / "combine.csv").write_text(combine)
+    (path / "blocks.json").write_text(blocks)
+    return path
+
+
+def _write_npz(path: Path, bare: bool = False, **arrays: np.ndarray) -> Path:
+    """An .npz of ``arrays``; ``bare``: a single .npy array saved under the .npz name."""
+    with open(path, "wb") as f:
+        if bare:
+            np.save(f, np.ones(2))
+        else:
+            np.savez(f, **arrays)
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _answers(value: object) -> dict:
+    return {"subject_id": "a", "responses": {"q1": value}}
+
+
+_IDS = {"model_ids": np.array(["m"]), "item_ids": np.array(["q1", "q2"])}
+
+# case -> (builder of the bad file under tmp_path, --target, regex the ResponseError must match)
+BAD_FILES: dict[str, tuple[Callable[[Path], Path], str | None, str]] = {
+    "jsonl-response-string": (lambda d: _write_jsonl(d / "r.jsonl", _answers("yes")), None,
+                              r"r\.jsonl:1: response to item 'q1' is not a number: \"yes\""),
+    "jsonl-response-null": (lambda d: _write_jsonl(d / "r.jsonl", _answers(None)), None,
+                            r"r\.jsonl:1: response to item 'q1' is not a number: null"),
+    "jsonl-response-list": (lambda d: _write_jsonl(d / "r.jsonl", _answers([1])), None,
+                            r"r\.jsonl:1: response to item 'q1' is not a number: \[1\]"),
+    "jsonl-target-string": (lambda d: _write_jsonl(d / "r.jsonl", {**_answers(1), "acc": "high"}), "acc",
+                            r"r\.jsonl:1: target field 'acc' is not a number: \"high\""),
+    "jsonl-not-utf8": (lambda d: _write_bytes(d / "r.jsonl", b'{"subject_id": "\xff", "responses": {"q1": 1}}\n'),
+                       None, r"r\.jsonl: not UTF-8 text"),
+    "parquet-string-column": (lambda d: _write_parquet(d / "r.parquet", {"model": ["a"], "q1": ["x"]}), None,
+                              r"r\.parquet: row 0, column 'q1': not a number: 'x'"),
+    "parquet-list-column": (lambda d: _write_parquet(d / "r.parquet", {"model": ["a"], "q1": [[1.0]]}), None,
+                            r"r\.parquet: row 0, column 'q1': not a number"),
+    "parquet-corrupt": (lambda d: _write_parquet(d / "r.parquet", None), None,
+                        r"r\.parquet: not a readable parquet file"),
+    "parquet-duplicate-model": (lambda d: _write_parquet(d / "dup.parquet", {"model": ["a", "a"], "q1": [1.0, 0.0]}),
+                                None, r"dup: duplicate model id 'a'"),
+    "pickle-models-int": (lambda d: _write_pickle(d / "lb.pickle", {"models": 5,
+                                                                   "data": {"t": {"correctness": [[1]]}}}),
+                          None, r"lb\.pickle: 'models' must be a list"),
+    "pickle-string-correctness": (lambda d: _write_pickle(d / "lb.pickle", {"models": ["m"],
+                                                                           "data": {"t": {"correctness": [["yes"]]}}}),
+                                  None, r"lb\.pickle: task 't' correctness is not a numeric array"),
+    "pickle-empty-data": (lambda d: _write_pickle(d / "lb.pickle", {"models": ["m"], "data": {}}), None,
+                          r"lb\.pickle: 'data' has no tasks"),
+    "psn-invalid-json": (lambda d: _write_psn(d / "psn", "{not json"), None,
+                         r"psn[/\\]blocks\.json: invalid JSON"),
+    "psn-block-not-range": (lambda d: _write_psn(d / "psn", '{"a": 5}'), None,
+                            r"psn[/\\]blocks\.json: block 'a' must be \[start, end\]"),
+    "psn-blocks-not-object": (lambda d: _write_psn(d / "psn", "[0, 3]"), None,
+                              r"psn[/\\]blocks\.json: expected an object"),
+    "psn-combine-not-numeric": (lambda d: _write_psn(d / "psn", '{"a": [0, 2]}', combine="1,x\n"), None,
+                                r"psn[/\\]combine\.csv: not a numeric matrix"),
+    "npz-object-values": (lambda d: _write_npz(d / "r.npz", values=np.array([[1, "a"]], dtype=object), **_IDS),
+                          None, r"r\.npz: array 'values' is not readable"),
+    "npz-string-values": (lambda d: _write_npz(d / "r.npz", values=np.array([["1", "x"]]), **_IDS), None,
+                          r"r\.npz: array 'values' is not numeric"),
+    "npz-bare-npy": (lambda d: _write_npz(d / "r.npz", bare=True), None, r"r\.npz: a single \.npy array"),
+    "npz-duplicate-item": (lambda d: _write_npz(d / "dup.npz", values=np.ones((1, 2)), model_ids=np.array(["m"]),
+                                                item_ids=np.array(["q1", "q1"])), None,
+                           r"dup: duplicate item id 'q1'"),
+    "csv-blank-first-line": (lambda d: _write_bytes(d / "r.csv", b"\nmodel,q1\na,1\n"), None,
+                             r"r\.csv: first line is blank"),
+    "csv-not-utf8": (lambda d: _write_bytes(d / "r.csv", "model,q1\ncaf\u00e9,1\n".encode("latin-1")), None,
+                     r"r\.csv: not UTF-8 text \(byte 12"),
+    "csv-duplicate-model": (lambda d: _write_bytes(d / "dup.csv", b"model,q1\na,1\na,0\n"), None,
+                            r"dup\.csv: duplicate model id 'a'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_file_gives_one_clear_error_naming_it(tmp_path, case):
+    build, target, message = BAD_FILES[case]
+    path = build(tmp_path)
+    with pytest.raises(ResponseError, match=message) as info:
+        load_responses(path, target=target)
+    assert type(info.value) is ResponseError  # not a raw ValueError/TypeError that merely matches
+    # No chained raw traceback: either nothing was being handled, or it was suppressed (raise ... from None).
+    assert info.value.__context__ is None or info.value.__suppress_context__

@@ -14,12 +14,14 @@ import hashlib
 import io
 import json
 import pickle
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from frugalmerge._atomic import atomic_write_text
 from frugalmerge.estimators.errors import ResponseError, UnknownNameError
 
 __all__ = [
@@ -30,14 +32,15 @@ __all__ = [
 ]
 
 
-def _check_ids(ids: Sequence[str], what: str) -> tuple[str, ...]:
+def _check_ids(ids: Sequence[str], what: str, name: str) -> tuple[str, ...]:
+    """Ids as strings; ``name`` (the matrix's source) prefixes errors so they say which file is bad."""
     out = tuple(str(i) for i in ids)
     if any(i == "" for i in out):
-        raise ResponseError(f"empty {what} id at position {out.index('')}")
+        raise ResponseError(f"{name}: empty {what} id at position {out.index('')}")
     if len(set(out)) != len(out):
         seen: set[str] = set()
         dup = next(i for i in out if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise ResponseError(f"duplicate {what} id {dup!r}")
+        raise ResponseError(f"{name}: duplicate {what} id {dup!r}")
     return out
 
 
@@ -63,8 +66,8 @@ class ResponseMatrix:
             raise ResponseError(f"{self.name}: responses must be 2-D (models x items), got {values.ndim}-D")
         if values.shape[0] == 0 or values.shape[1] == 0:
             raise ResponseError(f"{self.name}: empty response matrix (shape {values.shape})")
-        model_ids = _check_ids(self.model_ids, "model")
-        item_ids = _check_ids(self.item_ids, "item")
+        model_ids = _check_ids(self.model_ids, "model", self.name)
+        item_ids = _check_ids(self.item_ids, "item", self.name)
         if len(model_ids) != values.shape[0]:
             raise ResponseError(f"{self.name}: {len(model_ids)} model ids for {values.shape[0]} rows")
         if len(item_ids) != values.shape[1]:
@@ -202,9 +205,7 @@ class ResponseMatrix:
             if self.target is not None:
                 row.append(repr(float(self.target[r])))
             w.writerow(row)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(buf.getvalue())
-        tmp.replace(path)
+        atomic_write_text(path, buf.getvalue())
 
 
 # -- loaders ---------------------------------------------------------------------------------
@@ -284,11 +285,19 @@ def _target_from_column(path: Path, values: np.ndarray, cols: list[str], target:
 def load_csv(path: Path, target: str | None = None, block: str | None = None) -> ResponseMatrix:
     """Contract CSV: first column ``model``, other columns item ids, empty cell = missing."""
     _no_block(path, block)
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        # The contract's CSV is UTF-8 whatever the locale says.
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise ResponseError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except csv.Error as e:
+        raise ResponseError(f"{path}: malformed CSV ({e})") from None
     if not rows:
         raise ResponseError(f"{path}: empty file")
     header = [h.strip() for h in rows[0]]
+    if not header:
+        raise ResponseError(f"{path}: first line is blank; it must be the header 'model,<item ids>...'")
     if header[0] != "model":
         raise ResponseError(f"{path}: first column must be 'model', got {header[0]!r}")
     body = [r for r in rows[1:] if r]
@@ -313,6 +322,32 @@ def load_csv(path: Path, target: str | None = None, block: str | None = None) ->
                           item_groups=_groups_from_ids(items), name=path.name)
 
 
+# np.load reads .npz members lazily: errors of a bad member (object dtype, bad CRC) surface on access.
+_NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+
+
+def _npz_array(path: Path, data: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    try:
+        return data[key]
+    except _NPZ_ERRORS as e:
+        raise ResponseError(f"{path}: array {key!r} is not readable ({e})") from None
+
+
+def _npz_floats(path: Path, data: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    arr = _npz_array(path, data, key)
+    try:
+        return arr.astype(np.float64)
+    except (ValueError, TypeError) as e:
+        raise ResponseError(f"{path}: array {key!r} is not numeric (dtype {arr.dtype}: {e})") from None
+
+
+def _npz_strings(path: Path, data: np.lib.npyio.NpzFile, key: str) -> list[str]:
+    arr = _npz_array(path, data, key)
+    if arr.ndim != 1:
+        raise ResponseError(f"{path}: array {key!r} must be 1-D (one id per entry), got shape {arr.shape}")
+    return [str(x) for x in arr]
+
+
 @register_loader("npz")
 def load_npz(path: Path, target: str | None = None, block: str | None = None) -> ResponseMatrix:
     """``.npz``: either ``values``/``model_ids``/``item_ids`` [+ ``target``], or metabench_reduced
@@ -320,32 +355,36 @@ def load_npz(path: Path, target: str | None = None, block: str | None = None) ->
     _no_block(path, block)
     try:
         data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except _NPZ_ERRORS as e:
         raise ResponseError(f"{path}: not a readable .npz without pickled objects ({e})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array saved under a .npz name
+        raise ResponseError(f"{path}: a single .npy array, not an .npz archive of named arrays")
     keys = set(data.files)
     if {"X_train", "item_ids", "train_models"} <= keys:
-        values = data["X_train"].astype(np.float64)
-        models = [str(m) for m in data["train_models"]]
+        values = _npz_floats(path, data, "X_train")
+        models = _npz_strings(path, data, "train_models")
         t = None
         if {"all_models", "all_full_score"} <= keys and target in (None, "all_full_score"):
-            score = {str(m): float(s) for m, s in zip(data["all_models"], data["all_full_score"])}
+            score = {m: float(s) for m, s in zip(_npz_strings(path, data, "all_models"),
+                                                 _npz_floats(path, data, "all_full_score"))}
             missing = [m for m in models if m not in score]
             if missing:
                 raise ResponseError(f"{path}: no full score for model {missing[0]!r}")
             t = np.array([score[m] for m in models]) / 100.0
         elif target is not None:
             raise ResponseError(f"{path}: target {target!r} not available (metabench files give 'all_full_score')")
-        items = [str(i) for i in data["item_ids"]]
+        items = _npz_strings(path, data, "item_ids")
         values = np.where(values < 0, np.nan, values)  # negative codes = missing in some exports
         return ResponseMatrix(values, models, items, target=t, item_groups=_groups_from_ids(items), name=path.stem)
     if {"values", "model_ids", "item_ids"} <= keys:
         tkey = target or ("target" if "target" in keys else None)
         if tkey is not None and tkey not in keys:
             raise ResponseError(f"{path}: target array {tkey!r} not found")
-        items = [str(i) for i in data["item_ids"]]
-        groups = tuple(str(g) for g in data["item_groups"]) if "item_groups" in keys else _groups_from_ids(items)
-        return ResponseMatrix(data["values"].astype(np.float64), [str(m) for m in data["model_ids"]], items,
-                              target=None if tkey is None else data[tkey], item_groups=groups, name=path.stem)
+        items = _npz_strings(path, data, "item_ids")
+        groups = tuple(_npz_strings(path, data, "item_groups")) if "item_groups" in keys else _groups_from_ids(items)
+        return ResponseMatrix(_npz_floats(path, data, "values"), _npz_strings(path, data, "model_ids"), items,
+                              target=None if tkey is None else _npz_floats(path, data, tkey), item_groups=groups,
+                              name=path.stem)
     raise ResponseError(f"{path}: .npz needs keys values/model_ids/item_ids or X_train/item_ids/train_models; has {sorted(keys)}")
 
 
@@ -354,19 +393,45 @@ def load_parquet(path: Path, target: str | None = None, block: str | None = None
     """Parquet with the CSV layout (a ``model`` column, one column per item, nulls = missing)."""
     _no_block(path, block)
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ResponseError(f"{path}: reading .parquet needs pyarrow (pip install pyarrow)") from None
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:  # pyarrow's error types for corrupt/unsupported files vary
+        raise ResponseError(f"{path}: not a readable parquet file ({e})") from None
     cols = table.column_names
     if not cols or cols[0] != "model":
         raise ResponseError(f"{path}: first column must be 'model'")
-    models = [str(m) for m in table.column("model").to_pylist()]
-    values = np.column_stack([
-        np.array([np.nan if v is None else float(v) for v in table.column(c).to_pylist()]) for c in cols[1:]
-    ]) if len(cols) > 1 else np.empty((len(models), 0))
+    # Columns by position: by name, a repeated column name would raise inside pyarrow.
+    raw_models = table.column(0).to_pylist()
+    if None in raw_models:
+        raise ResponseError(f"{path}: row {raw_models.index(None)}: 'model' is null")
+    models = [str(m) for m in raw_models]
+
+    def column(j: int) -> np.ndarray:
+        out = []
+        for r, v in enumerate(table.column(j).to_pylist()):
+            try:
+                out.append(np.nan if v is None else float(v))
+            except (ValueError, TypeError, OverflowError):
+                raise ResponseError(f"{path}: row {r}, column {cols[j]!r}: not a number: {v!r}") from None
+        return np.array(out)
+
+    values = (np.column_stack([column(j) for j in range(1, len(cols))]) if len(cols) > 1
+              else np.empty((len(models), 0)))
     values, items, t = _target_from_column(path, values, list(cols[1:]), target)
     return ResponseMatrix(values, models, items, target=t, item_groups=_groups_from_ids(items), name=path.stem)
+
+
+def _json_number(v: object, where: str) -> float:
+    """``float(v)`` as before (numbers, booleans, numeric strings); anything else names ``where``."""
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (ValueError, TypeError, OverflowError):
+        shown = json.dumps(v)  # v came from json.loads: show it as JSON (null, not None)
+        raise ResponseError(f"{where} is not a number: {shown if len(shown) <= 60 else shown[:57] + '...'}") from None
 
 
 @register_loader("jsonl")
@@ -378,23 +443,29 @@ def load_pyirt_jsonl(path: Path, target: str | None = None, block: str | None = 
     _no_block(path, block)
     subjects: list[str] = []
     responses: list[dict] = []
+    line_nos: list[int] = []
     targets: list[float] = []
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ResponseError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "subject_id" not in rec or not isinstance(rec.get("responses"), dict):
-                raise ResponseError(f"{path}:{n}: expected {{'subject_id': ..., 'responses': {{...}}}}")
-            subjects.append(str(rec["subject_id"]))
-            responses.append(rec["responses"])
-            if target is not None:
-                if target not in rec:
-                    raise ResponseError(f"{path}:{n}: no target field {target!r}")
-                targets.append(float(rec[target]))
+    try:
+        # JSON is UTF-8 whatever the locale says.
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ResponseError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+                if not isinstance(rec, dict) or "subject_id" not in rec or not isinstance(rec.get("responses"), dict):
+                    raise ResponseError(f"{path}:{n}: expected {{'subject_id': ..., 'responses': {{...}}}}")
+                subjects.append(str(rec["subject_id"]))
+                responses.append(rec["responses"])
+                line_nos.append(n)
+                if target is not None:
+                    if target not in rec:
+                        raise ResponseError(f"{path}:{n}: no target field {target!r}")
+                    targets.append(_json_number(rec[target], f"{path}:{n}: target field {target!r}"))
+    except UnicodeDecodeError as e:
+        raise ResponseError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     if not subjects:
         raise ResponseError(f"{path}: no subjects")
     items: dict[str, int] = {}
@@ -404,7 +475,7 @@ def load_pyirt_jsonl(path: Path, target: str | None = None, block: str | None = 
     values = np.full((len(subjects), len(items)), np.nan)
     for row, r in enumerate(responses):
         for k, v in r.items():
-            values[row, items[str(k)]] = float(v)
+            values[row, items[str(k)]] = _json_number(v, f"{path}:{line_nos[row]}: response to item {k!r}")
     ids = list(items)
     return ResponseMatrix(values, subjects, ids, target=np.array(targets) if target else None,
                           item_groups=_groups_from_ids(ids), name=path.stem)
@@ -452,8 +523,14 @@ def load_lb_pickle(path: Path, target: str | None = None, block: str | None = No
     obj = safe_unpickle(path)
     if not (isinstance(obj, dict) and "models" in obj and isinstance(obj.get("data"), dict)):
         raise ResponseError(f"{path}: expected a dict with 'models' and 'data' (lb.pickle layout)")
-    models = [str(m) for m in obj["models"]]
+    raw_models = obj["models"]
+    # Iterating a str, dict or set would silently give nonsense names or an arbitrary order.
+    if not (isinstance(raw_models, (list, tuple)) or (isinstance(raw_models, np.ndarray) and raw_models.ndim == 1)):
+        raise ResponseError(f"{path}: 'models' must be a list of model names, got {type(raw_models).__name__}")
+    models = [str(m) for m in raw_models]
     tasks = list(obj["data"])
+    if not tasks:
+        raise ResponseError(f"{path}: 'data' has no tasks")
     if block is not None:
         if block not in obj["data"]:
             raise ResponseError(f"{path}: no task {block!r} (tasks: {', '.join(map(str, tasks))})")
@@ -463,7 +540,10 @@ def load_lb_pickle(path: Path, target: str | None = None, block: str | None = No
         entry = obj["data"][t]
         if not isinstance(entry, dict) or "correctness" not in entry:
             raise ResponseError(f"{path}: task {t!r} has no 'correctness' array")
-        arr = np.asarray(entry["correctness"], dtype=np.float64)
+        try:
+            arr = np.asarray(entry["correctness"], dtype=np.float64)
+        except (ValueError, TypeError) as e:
+            raise ResponseError(f"{path}: task {t!r} correctness is not a numeric array ({e})") from None
         if arr.ndim != 2 or arr.shape[1] != len(models):
             raise ResponseError(f"{path}: task {t!r} correctness has shape {arr.shape}, expected (items, {len(models)})")
         blocks.append(arr.T)
@@ -482,10 +562,28 @@ def load_psn_irt(path: Path, target: str | None = None, block: str | None = None
     """
     if target is not None:
         raise ResponseError(f"{path}: PSN-IRT data has no target column (the full score is the mean over items)")
-    values = np.loadtxt(path / "combine.csv", delimiter=",", ndmin=2)
+    try:
+        values = np.loadtxt(path / "combine.csv", delimiter=",", ndmin=2)
+    except ValueError as e:  # a non-numeric cell or ragged rows
+        raise ResponseError(f"{path / 'combine.csv'}: not a numeric matrix ({e})") from None
     blocks_file = path / "blocks.json"
     if blocks_file.is_file():
-        spec = {k: v for k, v in json.loads(blocks_file.read_text()).items() if not k.startswith("_")}
+        try:
+            raw = json.loads(blocks_file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ResponseError(f"{blocks_file}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        except json.JSONDecodeError as e:
+            raise ResponseError(f"{blocks_file}: invalid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise ResponseError(f"{blocks_file}: expected an object {{name: [start, end], ...}}")
+        spec = {k: v for k, v in raw.items() if not k.startswith("_")}
+        for name, rng in spec.items():
+            # bool is an int subclass, but [true, false] is no column range.
+            if not (isinstance(rng, list) and len(rng) == 2
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in rng)):
+                raise ResponseError(f"{blocks_file}: block {name!r} must be [start, end] (two integers), got {rng!r}")
+        if not spec:
+            raise ResponseError(f"{blocks_file}: no benchmark blocks")
     else:
         spec = {"all": [0, values.shape[1]]}
     if block is not None:
