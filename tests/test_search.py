@@ -204,6 +204,61 @@ def test_loop_writes_run_dir_and_dedups(tiny_models, tmp_path):
         run_search(cfg, run, quiet=True)
 
 
+def test_run_dir_guards_and_resume_before_the_first_checkpoint(tiny_models, tmp_path):
+    """A run killed before its first checkpoint resumes by starting over (same result); a resume
+    never starts into a foreign folder; a fresh run refuses a non-run folder; broken checkpoints and
+    configs give one ResumeError naming the file."""
+    import dill
+
+    from frugalmerge.search.errors import ResumeError, SearchError
+
+    cfg = config_from_dict(_cfg(tiny_models, search={"weight": {"bounds": [0, 1]}}, budget={"generations": 2}))
+    ref = run_search(cfg, tmp_path / "ref", quiet=True)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.yaml").write_text(cfg.to_yaml())  # what a kill during calibration leaves
+    (killed / "candidates.jsonl").write_text("")
+    out = run_search(cfg, killed, resume=True, quiet=True)
+    assert (out["candidates"], out["items_evaluated"]) == (ref["candidates"], ref["items_evaluated"])
+    best, ref_best = (json.loads((d / "best.json").read_text()) for d in (killed, tmp_path / "ref"))
+    assert (best["recipe"], best["estimate"]) == (ref_best["recipe"], ref_best["estimate"])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(SearchError, match="not a run directory"):
+        run_search(cfg, foreign, quiet=True)
+    with pytest.raises(ResumeError, match="config.yaml is missing"):
+        run_search(cfg, foreign, resume=True, quiet=True)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    (killed / "checkpoint.pkl").write_bytes(dill.dumps([1, 2]))
+    with pytest.raises(ResumeError, match="checkpoint.pkl holds a list"):
+        run_search(cfg, killed, resume=True, quiet=True)
+    (killed / "config.yaml").write_text("seed: [unclosed")
+    with pytest.raises(ResumeError, match="config.yaml is unreadable"):
+        run_search(cfg, killed, resume=True, quiet=True)
+
+
+def test_bad_algorithm_options_and_gene_ranges_fail_before_calibration(tiny_models, tmp_path):
+    from frugalmerge.search.errors import ConfigError
+
+    for options, match in (({"bogus_opt": 3}, "unknown option 'bogus_opt' for pymoo's GA"),
+                           ({"pop_size": 9}, "'pop_size' is set by the config itself")):
+        cfg = config_from_dict(_cfg(tiny_models, algorithm={"name": "ga", "pop_size": 4, "options": options}))
+        with pytest.raises(ConfigError, match=match):
+            run_search(cfg, tmp_path / "run", quiet=True)
+        assert not (tmp_path / "run").exists()  # nothing written, nothing calibrated
+    cfg = config_from_dict(_cfg(tiny_models, algorithm={"name": "de", "pop_size": 4, "options": {"variant": "x"}}))
+    with pytest.raises(ConfigError, match="algorithm 'de': bad option"):
+        run_search(cfg, tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match=r"search.density: bounds \[0.2, 3.0\] leave ties's valid range \[0.0, 1.0\]"):
+        config_from_dict(_cfg(tiny_models, method="ties", search={"weight": {"bounds": [0, 1]},
+                                                                   "density": {"bounds": [0.2, 3.0]}}))
+    with pytest.raises(ConfigError, match="benchmarks: expected a mapping"):
+        config_from_dict(_cfg(tiny_models, benchmarks=["x"]))
+    with pytest.raises(ConfigError, match="bounds must be finite"):
+        config_from_dict(_cfg(tiny_models, search={"weight": {"bounds": [0, float("inf")]}}))
+
+
 def test_item_budget_stops_early(tiny_models, tmp_path):
     cfg = config_from_dict(_cfg(tiny_models, budget={"generations": 50, "max_items": 10}))
     summary = run_search(cfg, tmp_path / "run", quiet=True)

@@ -1,6 +1,6 @@
 """The algorithm registry: every optimiser behind one ask/tell interface over the box [0, 1]^n.
 
-``make_algorithm(name, n_var, n_obj, pop_size, seed, **options)`` returns an :class:`Optimizer`:
+``make_algorithm(name, n_var, n_obj, pop_size, seed, options)`` returns an :class:`Optimizer`:
 ``ask()`` gives the next genotypes, ``tell(X, F)`` reports their objective values (MINIMISED;
 the loop passes negated accuracies). Optimisers are plain picklable objects (dill), so the loop
 can checkpoint them after every generation and resume exactly.
@@ -11,7 +11,7 @@ resumed after unpickling), ``nsga2``, ``nsga3`` and ``random`` (the baseline).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,13 +75,41 @@ def check_algorithm(name: str, n_obj: int, n_var: int) -> AlgorithmInfo:
     return info
 
 
-def make_algorithm(name: str, n_var: int, n_obj: int, pop_size: int, seed: int, **options: Any) -> Optimizer:
-    """Instantiate a registered optimiser for the box [0, 1]^n_var."""
+def make_algorithm(name: str, n_var: int, n_obj: int, pop_size: int, seed: int,
+                   options: Mapping[str, Any] | None = None) -> Optimizer:
+    """Instantiate a registered optimiser for the box [0, 1]^n_var with the config's ``options``
+    (``algorithm.options``: keyword arguments of the pymoo class, or cma options)."""
     info = check_algorithm(name, n_obj, n_var)
+    options = dict(options or {})
+    reserved = sorted({"pop_size", "seed", "n_var", "n_obj"} & set(options))
+    if reserved:
+        raise ConfigError(f"algorithm {name!r}: option {reserved[0]!r} is set by the config itself "
+                          f"(algorithm.pop_size, seed), not under algorithm.options")
     try:
         return info.factory(n_var, n_obj, pop_size, seed, **options)
-    except TypeError as exc:
-        raise ConfigError(f"algorithm {name!r}: bad option ({exc})") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # pymoo and cma raise bare Exception/ValueError/TypeError for bad options
+        msg = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")  # cma appends every option
+        raise ConfigError(f"algorithm {name!r}: bad option in {options} ({type(exc).__name__}: {msg})") from None
+
+
+def _pymoo_options(cls: type, options: dict[str, Any], *also: type) -> dict[str, Any]:
+    """``options`` if ``cls`` (or a base class, or a class in ``also`` that ``cls`` hands its
+    keyword arguments to) names each of them in its ``__init__``: pymoo swallows unknown keyword
+    arguments, so a misspelt option would silently do nothing."""
+    import inspect
+
+    known: set[str] = set()
+    for klass in (*cls.__mro__, *also):
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            known |= {p.name for p in inspect.signature(init).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r} for pymoo's {cls.__name__} (known: {', '.join(sorted(known))})")
+    return options
 
 
 # --- pymoo --------------------------------------------------------------------------------------
@@ -131,22 +159,24 @@ class PymooOptimizer:
 def _ga(n_var: int, n_obj: int, pop_size: int, seed: int, **options: Any) -> Optimizer:
     from pymoo.algorithms.soo.nonconvex.ga import GA
 
-    return PymooOptimizer(GA(pop_size=pop_size, eliminate_duplicates=True, **options), n_var, n_obj, seed)
+    return PymooOptimizer(GA(pop_size=pop_size, eliminate_duplicates=True, **_pymoo_options(GA, options)), n_var,
+                           n_obj, seed)
 
 
 @register_algorithm("de", description="differential evolution (pymoo DE, DE/rand/1/bin)")
 def _de(n_var: int, n_obj: int, pop_size: int, seed: int, **options: Any) -> Optimizer:
-    from pymoo.algorithms.soo.nonconvex.de import DE
+    from pymoo.algorithms.soo.nonconvex.de import DE, Variant
 
     options = {"variant": "DE/rand/1/bin", "CR": 0.7, "F": 0.5, **options}
-    return PymooOptimizer(DE(pop_size=pop_size, **options), n_var, n_obj, seed)
+    return PymooOptimizer(DE(pop_size=pop_size, **_pymoo_options(DE, options, Variant)), n_var, n_obj, seed)
 
 
 @register_algorithm("nsga2", multi=True, description="NSGA-II (pymoo), multi-objective")
 def _nsga2(n_var: int, n_obj: int, pop_size: int, seed: int, **options: Any) -> Optimizer:
     from pymoo.algorithms.moo.nsga2 import NSGA2
 
-    return PymooOptimizer(NSGA2(pop_size=pop_size, eliminate_duplicates=True, **options), n_var, n_obj, seed)
+    return PymooOptimizer(NSGA2(pop_size=pop_size, eliminate_duplicates=True, **_pymoo_options(NSGA2, options)),
+                           n_var, n_obj, seed)
 
 
 @register_algorithm("nsga3", single=False, multi=True,
@@ -163,7 +193,8 @@ def _nsga3(n_var: int, n_obj: int, pop_size: int, seed: int, **options: Any) -> 
             partitions += 1
     ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
     pop_size = max(pop_size, len(ref_dirs))
-    return PymooOptimizer(NSGA3(ref_dirs=ref_dirs, pop_size=pop_size, eliminate_duplicates=True, **options),
+    return PymooOptimizer(NSGA3(ref_dirs=ref_dirs, pop_size=pop_size, eliminate_duplicates=True,
+                                **_pymoo_options(NSGA3, options)),
                           n_var, n_obj, seed)
 
 

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +81,8 @@ class GeneSpec(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> GeneSpec:
         lo, hi = self.bounds
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"bounds must be finite numbers, got [{lo}, {hi}]")
         if not lo < hi:
             raise ValueError(f"bounds must be increasing (low < high), got [{lo}, {hi}]")
         if self.per == "filters" and not self.filters:
@@ -412,7 +415,11 @@ def config_from_dict(raw: dict[str, Any], root: str | Path = ".", *, check_paths
     zoo_models, zoo_benchmarks = _zoo_parts(raw, root)
     if check_paths:
         _resolve_models(raw, root, zoo_models)
-    own = dict(raw.get("benchmarks") or {})
+    own = raw.get("benchmarks") or {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"config: benchmarks: expected a mapping of name -> {{search, test, task}}, "
+                          f"got {type(own).__name__}")
+    own = dict(own)
     for name, spec in own.items():
         if isinstance(spec, dict):
             spec = dict(spec)
@@ -491,6 +498,24 @@ def _check_merge_parameters(cfg: SearchConfig) -> None:
         if pname not in gused:
             raise ConfigError(f"config: global_search.{pname}: parameter not used by method(s) "
                               f"{list(cfg.method.choices)} (they use {sorted(gused)})")
+    _check_gene_ranges(cfg)
+
+
+def _check_gene_ranges(cfg: SearchConfig) -> None:
+    """Searched bounds inside each method's valid range (e.g. density in [0, 1]): caught here,
+    not by the first candidate's recipe after calibration has been paid for."""
+    from frugalmerge.merging.methods import get_method
+
+    for section, genes in (("search", cfg.search), ("global_search", cfg.global_search)):
+        for pname, gene in genes.items():
+            for method in cfg.method.choices:
+                spec = get_method(method).params.get(pname)
+                if spec is None or spec.lo is None or spec.hi is None:
+                    continue
+                lo, hi = gene.bounds
+                if lo < spec.lo or hi > spec.hi:
+                    raise ConfigError(f"config: {section}.{pname}: bounds [{lo}, {hi}] leave {method}'s valid "
+                                      f"range [{spec.lo}, {spec.hi}]")
     if any(m in NEEDS_BASE for m in cfg.method.choices) and cfg.base_model is None:
         raise ConfigError(f"config: base_model is required by method(s) "
                           f"{sorted(m for m in cfg.method.choices if m in NEEDS_BASE)}")

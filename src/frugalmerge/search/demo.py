@@ -210,7 +210,11 @@ def run_demo(out: str | Path = "demo_out", *, zoo_dir: str | Path | None = None,
 
     cards = shipped_cards_for(zoo) if use_cards and not quick else None
     if cards:
-        console.print(f"estimator cards: {', '.join(sorted(cards))} from {next(iter(cards.values())).parent}")
+        folders: dict[Path, list[str]] = {}
+        for name, folder in sorted(cards.items()):
+            folders.setdefault(Path(folder).parent, []).append(name)
+        console.print("estimator cards: " + "; ".join(f"{', '.join(names)} from {parent}"
+                                                      for parent, names in folders.items()))
     for name, raw in showcase_configs(zoo, quick=quick, cards=cards).items():
         folder = out / name
         cfg_path = _write_config(raw, folder)

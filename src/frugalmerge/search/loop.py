@@ -19,7 +19,7 @@ import numpy as np
 
 from frugalmerge.search.algorithms import make_algorithm
 from frugalmerge.search.config import SearchConfig, config_from_dict
-from frugalmerge.search.errors import ResumeError, SearchError
+from frugalmerge.search.errors import ConfigError, ResumeError, SearchError
 from frugalmerge.search.fitness import Fitness, Score
 from frugalmerge.search.space import SearchSpace, recipe_key
 from frugalmerge.search.store import (
@@ -121,8 +121,17 @@ class SearchRun:
         saved_path = self.run_dir / CONFIG
         if not saved_path.is_file():
             raise ResumeError(f"cannot resume: {saved_path} is missing")
-        saved = config_from_dict(yaml.safe_load(saved_path.read_text(encoding="utf-8")), self.run_dir,
-                                 check_paths=False)
+        try:
+            raw = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            msg = " ".join(str(exc).split())
+            raise ResumeError(f"cannot resume: the run's config {saved_path} is unreadable ({msg})") from None
+        if not isinstance(raw, dict):
+            raise ResumeError(f"cannot resume: the run's config {saved_path} is not a mapping")
+        try:
+            saved = config_from_dict(raw, self.run_dir, check_paths=False)
+        except ConfigError as exc:
+            raise ResumeError(f"cannot resume: the run's config {saved_path} is invalid ({exc})") from None
         if saved.model_dump() != self.config.model_dump():
             a, b = saved.model_dump(), self.config.model_dump()
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -131,7 +140,12 @@ class SearchRun:
     def _start(self) -> SearchState:
         from frugalmerge.runtime import configure_torch_threads
 
-        if self.resume:
+        fresh_dir = not self.run_dir.exists() or not any(self.run_dir.iterdir())
+        if self.resume and not fresh_dir and not (self.run_dir / CHECKPOINT).exists():
+            # Killed before its first checkpoint (during calibration): nothing to resume, so the
+            # run starts over, which gives the uninterrupted run's result (same seed).
+            self._check_config_matches()
+        elif self.resume and not fresh_dir:
             self._check_config_matches()
             ck = load_checkpoint(self.run_dir)
             self.log.truncate(ck["log_lines"])
@@ -141,9 +155,18 @@ class SearchRun:
             restore_rng(ck["rng"])
             return SearchState(ck["optimizer"], ck["cache"], ck["generation"], ck["items"],
                                ck["calibration_items"], ck["history"], ck["log_lines"])
-        if (self.run_dir / CHECKPOINT).exists():
+        if not self.resume and (self.run_dir / CHECKPOINT).exists():
             raise SearchError(f"{self.run_dir} already holds a run (use --resume to continue it, "
                               "or choose another --out)")
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SearchError(f"--out {self.run_dir} is an existing file")
+        if not fresh_dir and not (self.run_dir / CONFIG).is_file():
+            raise SearchError(f"--out {self.run_dir} is a non-empty directory that is not a run directory "
+                              f"(no {CONFIG}); choose a new or empty one")
+        algo = self.config.algorithm
+        # Options are checked before calibration is paid for (the real optimiser is made after it,
+        # from the seeded state, as always).
+        make_algorithm(algo.name, self.space.n_var, len(self.names), algo.pop_size, self.config.seed, algo.options)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / CONFIG, self.config.to_yaml())
         if self.log.path.exists():  # a crash before the first checkpoint left a log behind
@@ -153,9 +176,8 @@ class SearchRun:
             import torch  # noqa: F401  (its RNG is part of the checkpointed state)
         seed_everything(self.config.seed)
         cal_items = self.fitness.calibrate()
-        algo = self.config.algorithm
         optimizer = make_algorithm(algo.name, self.space.n_var, len(self.names), algo.pop_size,
-                                   self.config.seed, **algo.options)
+                                   self.config.seed, algo.options)
         state = SearchState(optimizer, {}, 0, cal_items, cal_items, [], 0)
         save_checkpoint(self.run_dir, state.snapshot(self.fitness))
         return state

@@ -25,6 +25,9 @@ CHECKPOINT = "checkpoint.pkl"
 LOG = "candidates.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINT_VERSION = 1
+#: What a resumed run reads from a checkpoint (besides the version).
+CHECKPOINT_KEYS = ("optimizer", "cache", "generation", "items", "calibration_items", "history", "log_lines",
+                   "fitness", "rng")
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -104,7 +107,12 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         state = dill.loads(path.read_bytes())
     except Exception as exc:  # unpickling can fail in many ways; one line names the file
         raise ResumeError(f"cannot resume: checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise ResumeError(f"cannot resume: checkpoint {path} holds a {type(state).__name__}, not a search state")
     if state.get("version") != CHECKPOINT_VERSION:
         raise ResumeError(f"cannot resume: checkpoint {path} has version {state.get('version')}, "
                           f"expected {CHECKPOINT_VERSION}")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ResumeError(f"cannot resume: checkpoint {path} lacks {missing[0]!r}")
     return state
