@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from frugalmerge.zoo.data import Source, benchmark_items, split_problems, write_jsonl
-from frugalmerge._atomic import atomic_dir
+from frugalmerge._atomic import OutputInUseError, atomic_dir, check_replaceable
 from frugalmerge.zoo.errors import ZooError
 from frugalmerge.zoo.languages import LANGUAGES, vocabulary
 from frugalmerge.zoo.manifest import MANIFEST_NAME, SPLITS, load_zoo
@@ -249,6 +249,10 @@ def build_zoo(size: str, out: str | Path, *, jobs: int = 1, overwrite: bool = Fa
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
         raise ZooError(f"{out} already exists (pass --overwrite to replace it)")
+    try:
+        check_replaceable(out, MANIFEST_NAME)  # --overwrite replaces a zoo, never other data
+    except OutputInUseError as exc:
+        raise ZooError(str(exc)) from None
     with atomic_dir(out, marker=MANIFEST_NAME) as tmp:
         start = time.perf_counter()
         seconds: dict[str, float] = {}

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from frugalmerge._atomic import atomic_dir
+from frugalmerge._atomic import atomic_dir, check_replaceable
 from frugalmerge.estimators.card import RESPONSES_FILE
 from frugalmerge.zoo.errors import ZooError
 
@@ -307,8 +307,9 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
     from frugalmerge.zoo.manifest import load_zoo
     from frugalmerge.zoo.registry import ensure_zoo
 
-    zoo = load_zoo(zoo_dir) if zoo_dir is not None else ensure_zoo("full")
     out = Path(out)
+    check_replaceable(out, INDEX_FILE)  # before minutes of evaluation, not after
+    zoo = load_zoo(zoo_dir) if zoo_dir is not None else ensure_zoo("full")
     t0 = time.perf_counter()
     scoring = {"graded": True, "graded_measure": graded} if graded else None
     datasets = collect_card_data(zoo, random_merges=random_merges, seed=seed, showcases=showcases,

@@ -80,6 +80,7 @@ def cards(
     (see estimators/README.md)."""
     from rich.console import Console
 
+    from frugalmerge._atomic import OutputInUseError
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.runtime import configure_torch_threads
     from frugalmerge.search.errors import SearchError
@@ -97,7 +98,7 @@ def cards(
                                    pilot_top=pilot_top or zc.DEFAULT_PILOT_TOP,
                                    showcases=showcase or None, graded=graded,
                                    progress=lambda msg: status.update(msg))
-    except (ZooError, SearchError, EstimatorError) as exc:
+    except (ZooError, SearchError, EstimatorError, OutputInUseError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     for name, card in index["cards"].items():
