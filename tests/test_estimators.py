@@ -239,6 +239,32 @@ def test_cli_outputs_never_destroy_what_is_not_theirs(tmp_path):
     assert "NaN" not in text and json.loads(text)["results"][0]["spearman"] is None
 
 
+def test_bench_on_a_sparse_matrix_gives_every_model_an_estimate():
+    """The contract allows empty cells: with 60% of them empty some test models answered none of a
+    method's k items (they get the training mean and SD, by hand below) and some training models
+    cannot inform a calibration; every method still scores every model."""
+    from frugalmerge.estimators.bench import predict_revealed, run_bench
+
+    full = synthetic(n=150, m=30, seed=8, target=True)
+    rng = np.random.default_rng(0)
+    values = np.where(rng.random(full.values.shape) < 0.6, np.nan, full.values)
+    values[np.isnan(values).all(axis=1), 0] = 1.0  # every model answered something
+    sparse = ResponseMatrix(values, full.model_ids, full.item_ids, target=full.target)
+    rows = run_bench(sparse, [3], folds=3, seed=0, progress=False)
+    assert {r["method"] for r in rows} == set(estimator_names())
+    for r in rows:
+        assert r["n_test"] == 150 and np.isfinite([r["mae"], r["rmse"], r["mean_se"]]).all(), r
+    train, test = sparse.select_models(np.arange(100)), sparse.select_models(np.arange(100, 150))
+    est = make_estimator("random_mean").fit(train, k=3, seed=0)
+    blind = np.isnan(test.take_items(est.selected_items_)).all(axis=1)
+    assert blind.any() and not blind.all()
+    out = predict_revealed(est, test, 3, prior=(0.4, 0.1))
+    np.testing.assert_array_equal(out.score[blind], 0.4)
+    np.testing.assert_array_equal(out.se[blind], 0.1)
+    seen = test.select_models(np.flatnonzero(~blind)).reveal(est.selected_items_)
+    np.testing.assert_array_equal(out.score[~blind], est.predict(seen).score)
+
+
 def test_kernel_ridge_feature_exact_on_two_models():
     from frugalmerge.estimators.default import KRR_ALPHA, KRR_GAMMAS, crossfit_krr, fit_krr, predict_krr
 

@@ -72,10 +72,15 @@ def cross_validate(responses: ResponseMatrix, method: str, k: int | str, folds: 
     return rows[0]
 
 
-def predict_revealed(est: Estimator, test: ResponseMatrix, k: int) -> Estimates:
+def predict_revealed(est: Estimator, test: ResponseMatrix, k: int,
+                     prior: tuple[float, float] | None = None) -> Estimates:
     """``est``'s estimates for the ``test`` models from only what the method may see: the responses
     on its chosen items (no target), or for a sequential estimator one response per model per step
-    through a counting oracle (exactly min(k, available) responses per test model)."""
+    through a counting oracle (exactly min(k, available) responses per test model).
+
+    In a sparse matrix a test model may have no response on any chosen item: with ``prior``
+    (mean, SD of the training models' scores) it gets that mean and SD, the honest estimate from
+    nothing; without, the estimator's error stands."""
     if est.sequential:
         from frugalmerge.estimators.adaptive import ResponseOracle
 
@@ -83,7 +88,14 @@ def predict_revealed(est: Estimator, test: ResponseMatrix, k: int) -> Estimates:
         out = est.predict_sequential(oracle)
         oracle.check(k)
         return out
-    return est.predict(test.reveal(est.selected_items_))
+    seen = ~np.isnan(test.take_items(est.selected_items_)).all(axis=1)
+    if prior is None or seen.all():
+        return est.predict(test.reveal(est.selected_items_))
+    score, se = np.full(test.n_models, prior[0]), np.full(test.n_models, prior[1])
+    if seen.any():
+        out = est.predict(test.select_models(np.flatnonzero(seen)).reveal(est.selected_items_))
+        score[seen], se[seen] = out.score, out.se
+    return Estimates(test.model_ids, score, se)
 
 
 def run_bench(
@@ -119,11 +131,13 @@ def run_bench(
             train_rows = np.setdiff1d(np.arange(responses.n_models), test_rows)
             train = responses.select_models(train_rows)
             test = responses.select_models(test_rows)
+            train_scores = train.full_scores()
+            prior = (float(train_scores.mean()), float(train_scores.std()))
             for m in names:
                 for k in k_values:
                     start = time.perf_counter()
                     est = make_estimator(m, **(params or {}).get(m, {})).fit(train, k=k, seed=seed + f)
-                    out = predict_revealed(est, test, k)
+                    out = predict_revealed(est, test, k, prior)
                     pred[(m, k)][test_rows] = out.score
                     se[(m, k)][test_rows] = out.se
                     secs[(m, k)] += time.perf_counter() - start

@@ -69,8 +69,15 @@ class _Calibrated(Estimator):
         self._fit_model(train, seed, **context)
         raw = self._raw(train.take_items(self.selected_))
         target = train.full_scores()
+        # In a sparse matrix some training models answered none of the chosen items: no raw
+        # estimate, so they cannot inform the calibration.
+        seen = np.isfinite(raw)
+        if seen.sum() < 2:
+            raise EstimatorError(f"estimator {self.name!r}: fewer than 2 training models answered any of the "
+                                 f"{len(self.selected_)} chosen items; cannot calibrate")
+        raw, target = raw[seen], target[seen]
         kind = self.params.get("calibration", "auto")
-        kind = calibration_kind(train.n_models) if kind == "auto" else kind
+        kind = calibration_kind(int(seen.sum())) if kind == "auto" else kind
         self.cal_kind_ = kind
         self.cal_x_, self.cal_y_ = fit_calibration(raw, target, kind)
         resid = self._calibrate(raw) - target
@@ -95,7 +102,9 @@ class RandomMean(_Calibrated):
     """Seeded random subset, plain mean of the revealed scores (then calibrated)."""
 
     def _raw(self, y: np.ndarray) -> np.ndarray:
-        return np.nanmean(y, axis=1)
+        # nanmean without its warning: a model with none of the items is NaN (handled by the caller)
+        seen = (~np.isnan(y)).sum(axis=1)
+        return np.divide(np.nansum(y, axis=1), seen, out=np.full(y.shape[0], np.nan), where=seen > 0)
 
 
 @register_estimator("anchor")
