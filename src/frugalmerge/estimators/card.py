@@ -3,6 +3,7 @@ error, training-data hash, fitted scalars) and ``params.safetensors`` (fitted ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,16 @@ def save_card(estimator: Estimator, responses: ResponseMatrix, out_dir: str | Pa
     if scoring:
         card["scoring"] = dict(scoring)
     with atomic_dir(out, marker="card.json") as tmp:
-        (tmp / "card.json").write_text(json.dumps(card, indent=2))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
+        # The fitted arrays' hash: an edited, truncated or swapped-in parameter file is refused
+        # at load instead of giving other predictions silently.
+        card["arrays_sha256"] = _sha256(tmp / ARRAYS_FILE)
+        (tmp / "card.json").write_text(json.dumps(card, indent=2))
     return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_card(card_dir: str | Path) -> tuple[Estimator, dict[str, Any]]:
@@ -64,14 +72,23 @@ def load_card(card_dir: str | Path) -> tuple[Estimator, dict[str, Any]]:
     if not path.is_file():
         raise CardError(f"{d}: not an estimator card (no card.json)")
     try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CardError(f"{path}: invalid JSON ({e.msg})") from None
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CardError(f"{path}: invalid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(card, dict):
+        raise CardError(f"{path}: expected a JSON object, got {type(card).__name__}")
     if card.get("format") != CARD_FORMAT:
         raise CardError(f"{path}: unsupported card format {card.get('format')!r} (expected {CARD_FORMAT})")
-    arrays_path = d / card.get("arrays_file", ARRAYS_FILE)
+    for key, kind in (("estimator", str), ("selected_item_ids", list), ("params", dict), ("fitted", dict)):
+        if not isinstance(card.get(key), kind):
+            raise CardError(f"{path}: {key!r} is missing or not a {kind.__name__}")
+    arrays_path = d / str(card.get("arrays_file", ARRAYS_FILE))
     if not arrays_path.is_file():
         raise CardError(f"{d}: missing {arrays_path.name}")
+    expected = card.get("arrays_sha256")  # absent from cards written before it was recorded
+    if expected is not None and _sha256(arrays_path) != expected:
+        raise CardError(f"{arrays_path}: hash differs from the card's arrays_sha256 "
+                        "(the fitted parameters were changed or replaced after the card was written)")
     try:
         arrays = load_file(str(arrays_path))
     except Exception as e:  # safetensors raises its own error types for corrupt files
