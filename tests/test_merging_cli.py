@@ -196,7 +196,60 @@ def _nan(tiny_models, tmp_path):
     return d, "model.layers.2.self_attn.k_proj.weight"
 
 
-@pytest.mark.parametrize("make", [_mismatched, _missing_tensor, _corrupt, _nan])
+def _config_not_object(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "cfg_list")
+    (d / "config.json").write_text("[1, 2]")
+    return d, "cfg_list/config.json: expected a JSON object"
+
+
+def _layers_not_int(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "cfg_layers")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["num_hidden_layers"] = "four"
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d, "num_hidden_layers must be an integer, got 'four'"
+
+
+def _index_not_map(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "idx")
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": ["model.safetensors"]}))
+    return d, "idx/model.safetensors.index.json: invalid index"
+
+
+def _index_bad_values(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "idx2")
+    index = {"weight_map": {k: 1 for k in tensors(d)}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    return d, "idx2/model.safetensors.index.json: invalid index"
+
+
+def _int_tensor(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "int")
+    sd = tensors(d)
+    sd["model.layers.1.mlp.up_proj.weight"] = sd["model.layers.1.mlp.up_proj.weight"].to(torch.int64)
+    save_file(sd, str(d / "model.safetensors"), metadata={"format": "pt"})
+    return d, "dtype mismatch for model.layers.1.mlp.up_proj.weight"
+
+
+def _bool_tensor_bin(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "boolbin")
+    sd = tensors(d)
+    sd["model.norm.weight"] = sd["model.norm.weight"] > 0
+    (d / "model.safetensors").unlink()
+    torch.save(sd, d / "pytorch_model.bin")
+    return d, "dtype mismatch for model.norm.weight"
+
+
+def _float8_nan(tiny_models, tmp_path):
+    d = copy_model(tiny_models["model_a"], tmp_path / "f8nan")
+    sd = {k: v.to(torch.float8_e4m3fn) for k, v in tensors(d).items()}
+    sd["model.layers.0.mlp.gate_proj.weight"][0, 0] = float("nan")
+    save_file(sd, str(d / "model.safetensors"), metadata={"format": "pt"})
+    return d, "model.layers.0.mlp.gate_proj.weight contains NaN"
+
+
+@pytest.mark.parametrize("make", [_mismatched, _missing_tensor, _corrupt, _nan, _config_not_object, _layers_not_int,
+                                  _index_not_map, _index_bad_values, _int_tensor, _bool_tensor_bin, _float8_nan])
 def test_bad_models_fail_cleanly(tiny_models, tmp_path, make):
     bad, culprit = make(tiny_models, tmp_path)
     recipe = write_recipe(tmp_path / "r.yml", ties_yaml(tiny_models["base"], tiny_models["model_b"], bad))
@@ -235,3 +288,196 @@ def test_missing_recipe_file_and_bad_dtype(tmp_path):
     assert res.exit_code != 0 and "nope.yml" in res.output
     res = merge(tmp_path / "nope.yml", tmp_path / "o", "--dtype", "int8")
     assert res.exit_code != 0 and "int8" in res.output
+
+
+def one_error_line(res, *culprits: str) -> str:
+    """The CLI's single ``error:`` line, asserted to name every culprit."""
+    assert res.exit_code != 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert all(c in lines[0] for c in culprits), res.output
+    return lines[0]
+
+
+def no_output(tmp_path: Path, out: Path) -> bool:
+    return not out.exists() and not any(p.name.startswith(f".{out.name}.") for p in out.parent.iterdir())
+
+
+@pytest.mark.parametrize(("weights", "culprit"), [
+    ("{weight: 1}|{weight: -1}", "[1.0, -1.0]"),
+    ("{weight: 0}|{weight: 0}", "[0.0, 0.0]"),
+    ("{weight: [1, 0]}|{weight: [1, 0]}", "[0.0, 0.0] of tensor model.layers.3."),  # ~0 on the last layer only
+])
+def test_linear_weights_summing_to_zero_name_the_tensor(tiny_models, tmp_path, weights, culprit):
+    m = tiny_models
+    wa, wb = weights.split("|")
+    recipe = write_recipe(tmp_path / "r.yml", f"merge_method: linear\nmodels:\n"
+                          f"  - {{model: {m['model_a']}, parameters: {wa}}}\n  - {{model: {m['model_b']}, parameters: {wb}}}\n")
+    out = tmp_path / "out"
+    one_error_line(merge(recipe, out), culprit, "normalize: false")
+    assert no_output(tmp_path, out)
+    ok = write_recipe(tmp_path / "ok.yml", recipe.read_text() + "parameters: {normalize: false}\n")
+    assert merge(ok, out).exit_code == 0
+
+
+def test_non_utf8_recipe_fails_cleanly(tmp_path):
+    recipe = tmp_path / "bin.yml"
+    recipe.write_bytes(b"\xff\xfemerge_method: linear\n")
+    one_error_line(merge(recipe, tmp_path / "out"), "bin.yml", "UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
+def test_float8_inputs_merge_as_their_float32_upcast(tiny_models, tmp_path):
+    """float8 weights (no isfinite kernel) are checked on an upcast copy and merged like float32."""
+    m = tiny_models
+    f8 = copy_model(m["model_b"], tmp_path / "f8")
+    sd8 = {k: v.to(torch.float8_e4m3fn) for k, v in tensors(f8).items()}
+    save_file(sd8, str(f8 / "model.safetensors"), metadata={"format": "pt"})
+    up = copy_model(m["model_b"], tmp_path / "up")
+    save_file({k: v.to(torch.float32) for k, v in sd8.items()}, str(up / "model.safetensors"), metadata={"format": "pt"})
+    r8 = write_recipe(tmp_path / "8.yml", ties_yaml(m["base"], m["model_a"], f8))
+    r32 = write_recipe(tmp_path / "32.yml", ties_yaml(m["base"], m["model_a"], up))
+    assert merge(r8, tmp_path / "o8").exit_code == 0
+    assert merge(r32, tmp_path / "o32").exit_code == 0
+    o8, o32 = tensors(tmp_path / "o8"), tensors(tmp_path / "o32")
+    assert set(o8) == set(o32) and all(torch.equal(o8[k], o32[k]) for k in o8)
+
+
+@pytest.mark.parametrize(("body", "culprit"), [
+    ("merge_method: task_arithmetic\nbase_model: {base}\nmodels: [{{model: {a}, parameters: {{weight: 1.0e+39}}}}]",
+     "parameter weight: 1e+39"),
+    ("merge_method: ties\nbase_model: {base}\nparameters: {{lambda: 1.0e+39}}\n"
+     "models: [{{model: {a}, parameters: {{weight: 1, density: 0.5}}}}]", "parameter lambda: 1e+39"),
+    ("merge_method: passthrough\nslices: [{{sources: [{{model: {a}, layer_range: [0, 2], parameters: {{scale: -1.0e+39}}}}]}}]",
+     "parameter scale: -1e+39"),
+])
+def test_parameters_beyond_float32_are_rejected(tiny_models, tmp_path, body, culprit):
+    m = tiny_models
+    recipe = write_recipe(tmp_path / "r.yml", body.format(base=m["base"], a=m["model_a"]))
+    out = tmp_path / "out"
+    one_error_line(merge(recipe, out), culprit, "outside the float32 range")
+    assert no_output(tmp_path, out)
+
+
+def test_non_finite_merged_tensors_are_never_written(tiny_models, tmp_path):
+    """Finite inputs and parameters whose merge overflows: float32 sums, float16 output."""
+    m = tiny_models
+    big = copy_model(m["model_a"], tmp_path / "big")
+    sd = tensors(big)
+    sd["model.layers.1.mlp.up_proj.weight"][0, 0] = 3.0e38
+    sd["model.layers.2.mlp.up_proj.weight"][0, 0] = 1.0e5  # finite in float32, Inf in float16
+    save_file(sd, str(big / "model.safetensors"), metadata={"format": "pt"})
+    out = tmp_path / "out"
+    twice = write_recipe(tmp_path / "r.yml", f"merge_method: linear\nparameters: {{normalize: false}}\nmodels:\n"
+                         f"  - {{model: {big}, parameters: {{weight: 1}}}}\n  - {{model: {big}-same, parameters: {{weight: 1}}}}\n")
+    shutil.copytree(big, f"{big}-same")
+    one_error_line(merge(twice, out), "merged tensor model.layers.1.mlp.up_proj.weight", "NaN or Inf")
+    assert no_output(tmp_path, out)
+    sd["model.layers.1.mlp.up_proj.weight"][0, 0] = 0.0
+    save_file(sd, str(big / "model.safetensors"), metadata={"format": "pt"})
+    single = write_recipe(tmp_path / "s.yml", f"merge_method: linear\nmodels: [{{model: {big}, parameters: {{weight: 1}}}}]\n")
+    one_error_line(merge(single, out, "--dtype", "float16"), "model.layers.2.mlp.up_proj.weight", "float16")
+    assert no_output(tmp_path, out)
+    assert merge(single, out).exit_code == 0  # float32 holds it
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no numpy overflow noise either
+def test_export_from_engine_refuses_non_finite_tensors(tiny_models, tmp_path):
+    from frugalmerge.merging import MergeEngine, export_merge
+    from frugalmerge.merging.errors import MergeError
+    from frugalmerge.merging.recipe import MergeRecipe
+
+    m = tiny_models
+    engine = MergeEngine([str(m["model_a"]), str(m["model_b"])], verbose=False)
+    recipe = MergeRecipe.model_validate({"merge_method": "linear", "parameters": {"normalize": False}, "models": [
+        {"model": str(m["model_a"]), "parameters": {"weight": 3.0e38}},
+        {"model": str(m["model_b"]), "parameters": {"weight": 3.0e38}}]})
+    with pytest.raises(MergeError, match="merged tensor .* NaN or Inf"):
+        export_merge(recipe, tmp_path / "out", engine=engine)
+    assert no_output(tmp_path, tmp_path / "out")
+    with pytest.raises(MergeError, match="is the input model"):
+        export_merge(recipe, m["model_b"], engine=engine)
+
+
+@pytest.mark.parametrize("where", ["models", "base_model", "tokenizer_source"])
+def test_empty_model_paths_are_rejected(tiny_models, tmp_path, where):
+    m = tiny_models
+    a, base, tok = m["model_a"], m["base"], m["base"]
+    if where == "models":
+        a = "''"
+    elif where == "base_model":
+        base = "''"
+    else:
+        tok = "''"
+    body = ties_yaml(base, a, m["model_b"]) + f"tokenizer_source: {tok}\n"
+    out = tmp_path / "out"
+    one_error_line(merge(write_recipe(tmp_path / "r.yml", body), out), "empty model path",
+                   {"models": "models[0].model", "base_model": "base_model", "tokenizer_source": "tokenizer_source"}[where])
+    assert no_output(tmp_path, out)
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "0KB"])
+def test_shard_size_must_be_positive(tiny_models, tmp_path, size):
+    m = tiny_models
+    recipe = write_recipe(tmp_path / "r.yml", ties_yaml(m["base"], m["model_a"], m["model_b"]))
+    one_error_line(merge(recipe, tmp_path / "out", "--shard-size", size), "--shard-size must be positive")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("target", ["model", "inside", "base", "tokenizer", "parent"])
+def test_out_must_not_be_an_input_model(tiny_models, tmp_path, target):
+    m = tiny_models
+    b = copy_model(m["model_b"], tmp_path / "models" / "b")
+    base = copy_model(m["base"], tmp_path / "base")
+    tok = copy_model(m["model_a"], tmp_path / "tok")
+    out, culprit = {"model": (b, b), "inside": (b / "merged", b), "base": (base, base),
+                    "tokenizer": (tok, tok), "parent": (tmp_path / "models", b)}[target]
+    before = {p: p.read_bytes() for d in (b, base, tok) for p in sorted(d.iterdir())}
+    recipe = write_recipe(tmp_path / "r.yml", ties_yaml(base, m["model_a"], b) + f"tokenizer_source: {tok}\n")
+    one_error_line(merge(recipe, out), str(culprit), "choose another --out")
+    assert {p: p.read_bytes() for d in (b, base, tok) for p in sorted(d.iterdir())} == before
+    assert not (b / "merged").exists()
+
+
+def test_output_in_use_error_is_one_plain_line(tiny_models, tmp_path):
+    m = tiny_models
+    recipe = write_recipe(tmp_path / "r.yml", ties_yaml(m["base"], m["model_a"], m["model_b"]))
+    (tmp_path / "out").write_text("keep me")
+    line = one_error_line(merge(recipe, tmp_path / "out"), str(tmp_path / "out"), "existing file")
+    assert "OutputInUseError" not in line and (tmp_path / "out").read_text() == "keep me"
+
+
+def test_written_yaml_records_the_dtype_override(tiny_models, tmp_path):
+    """``--dtype bfloat16`` over a recipe's float32: the YAML says bfloat16 and re-running it
+    (no override) reproduces the output bit for bit."""
+    import yaml
+
+    m = tiny_models
+    text = ties_yaml(m["base"], m["model_a"], m["model_b"]) + "out_dtype: float16\n"
+    recipe = write_recipe(tmp_path / "r.yml", text)
+    first = tmp_path / "first"
+    assert merge(recipe, first, "--dtype", "bfloat16").exit_code == 0
+    written = yaml.safe_load((first / "mergekit_config.yml").read_text())
+    assert written["dtype"] == "bfloat16" and "out_dtype" not in written
+    assert "dtype: bfloat16" in (first / "README.md").read_text()
+    again = tmp_path / "again"
+    assert merge(first / "mergekit_config.yml", again).exit_code == 0
+    t1, t2 = tensors(first), tensors(again)
+    assert all(t.dtype == torch.bfloat16 for t in t1.values())
+    assert set(t1) == set(t2) and all(torch.equal(t1[k], t2[k]) for k in t1)
+    assert json.loads((again / "config.json").read_text())["dtype"] == "bfloat16"
+    # without an override the recipe is written as given
+    plain = tmp_path / "plain"
+    assert merge(recipe, plain).exit_code == 0
+    assert yaml.safe_load((plain / "mergekit_config.yml").read_text()) == yaml.safe_load(text)
+
+
+def test_engine_on_missing_cuda_is_one_merge_error(tiny_models, monkeypatch):
+    from frugalmerge.merging import MergeEngine
+    from frugalmerge.merging.errors import MergeError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MergeError, match="'cuda'.*no CUDA device"):
+        MergeEngine([str(tiny_models["model_a"])], device="cuda", verbose=False)
+    with pytest.raises(MergeError, match="'tpu:x' is not a torch device"):
+        MergeEngine([str(tiny_models["model_a"])], device="tpu:x", verbose=False)

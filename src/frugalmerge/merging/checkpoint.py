@@ -39,9 +39,15 @@ class Checkpoint:
         if not config_file.is_file():
             raise CheckpointError(f"{path}: no config.json (not a Hugging Face model directory)")
         try:
-            self.config: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
+            config = json.loads(config_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{config_file}: invalid JSON ({exc.msg})") from None
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{config_file}: not UTF-8 text") from None
+        # Every metadata property calls config.get: anything but an object would fail there.
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{config_file}: expected a JSON object, got {type(config).__name__}")
+        self.config: dict[str, Any] = config
         self._handles: dict[str, Any] = {}
         self.index: dict[str, str] = self._build_index()
 
@@ -53,8 +59,15 @@ class Checkpoint:
             if index_file.is_file():
                 try:
                     weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise CheckpointError(f"{index_file}: invalid index ({exc})") from None
+                except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                    raise CheckpointError(f"{index_file}: invalid index ({type(exc).__name__}: {exc})") from None
+                # Names and shard files are used as dict keys and path parts: anything else is corrupt.
+                if not isinstance(weight_map, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+                ):
+                    raise CheckpointError(
+                        f"{index_file}: invalid index (weight_map must map tensor names to shard file names)"
+                    )
                 for shard in set(weight_map.values()):
                     if not (p / shard).is_file():
                         raise CheckpointError(f"{index_file}: shard {shard} is missing")
@@ -115,10 +128,16 @@ class Checkpoint:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {n: self.shape(n) for n in self.index}
 
+    def is_float(self, name: str) -> bool:
+        """Whether tensor ``name`` is stored as floating point, read from the header when possible."""
+        handle = self._open(self.index[name])
+        if hasattr(handle, "get_slice"):
+            # safetensors dtype codes: F8_E4M3, F16, BF16, F32, F64 ... vs I*, U*, BOOL
+            return handle.get_slice(name).get_dtype().startswith(("F", "BF"))
+        return bool(handle[name].is_floating_point())
+
     def get(self, name: str, *, check_finite: bool = True):
         """One tensor (memory-mapped for safetensors); non-finite values raise ``CheckpointError``."""
-        import torch
-
         if name not in self.index:
             raise CheckpointError(f"{self.path}: tensor {name} is missing")
         filename = self.index[name]
@@ -127,7 +146,7 @@ class Checkpoint:
             tensor = handle.get_tensor(name) if hasattr(handle, "get_tensor") else handle[name]
         except Exception as exc:
             raise CheckpointError(f"{self.path / filename}: cannot read tensor {name} ({exc})") from None
-        if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if check_finite and tensor.is_floating_point() and not _all_finite(tensor):
             raise CheckpointError(f"{self.path}: tensor {name} contains NaN or Inf values")
         return tensor
 
@@ -149,7 +168,17 @@ class Checkpoint:
         if value is None:
             idx = [int(m.group(2)) for n in self.index if (m := LAYER_RE.match(n))]
             value = max(idx) + 1 if idx else 0
-        return int(value)
+        try:
+            if isinstance(value, bool):  # int(True) would pass as one layer
+                raise TypeError
+            layers = int(value)
+        except (TypeError, ValueError):
+            raise CheckpointError(
+                f"{self.path / 'config.json'}: num_hidden_layers must be an integer, got {value!r}"
+            ) from None
+        if layers < 0:
+            raise CheckpointError(f"{self.path / 'config.json'}: num_hidden_layers must be >= 0, got {value!r}")
+        return layers
 
     def vocab(self) -> Optional[dict[str, int]]:
         """The tokenizer's vocabulary (token -> id), or None without tokenizer files."""
@@ -160,6 +189,20 @@ class Checkpoint:
         except (OSError, ValueError):
             return None
         return tok.get_vocab()
+
+
+def _all_finite(tensor) -> bool:
+    """No NaN or Inf in a floating-point tensor.
+
+    float8 tensors have no ``isfinite`` kernel: they are checked on a float32 copy (one tensor at
+    a time) and then merged like any other float input, as mergekit upcasts them to its ``dtype``.
+    """
+    import torch
+
+    try:
+        return bool(torch.isfinite(tensor).all())
+    except NotImplementedError:
+        return bool(torch.isfinite(tensor.to(torch.float32)).all())
 
 
 EMBED = "model.embed_tokens.weight"
@@ -207,10 +250,15 @@ def check_compatible(ckpts: dict[str, Checkpoint], *, allow_vocab_mismatch: bool
             if stored is None:
                 continue
             a, b = ref.shapes[name], ck.shapes[stored]
-            if a != b:
-                if allow_vocab_mismatch and name in VOCAB_TENSORS and a[1:] == b[1:]:
-                    continue
+            if a != b and not (allow_vocab_mismatch and name in VOCAB_TENSORS and a[1:] == b[1:]):
                 hint = " (vocabularies differ: set tokenizer_source: base)" if name in VOCAB_TENSORS else ""
                 raise IncompatibleModelsError(
                     f"shape mismatch for {name}: {list(a)} in {ref_key} vs {list(b)} in {key}{hint}"
+                )
+            # A float tensor would be copied from the reference or cast from integers: never a merge.
+            fa, fb = ref.is_float(name), ck.is_float(stored)
+            if fa != fb:
+                kind = {True: "floating-point", False: "integer/bool"}
+                raise IncompatibleModelsError(
+                    f"dtype mismatch for {name}: {kind[fa]} in {ref_key} vs {kind[fb]} in {key}"
                 )

@@ -45,9 +45,12 @@ def register(app: typer.Typer) -> None:
                 if not torch.cuda.is_available():
                     raise MergeError("--device cuda: no CUDA device is available")
             budget = parse_bytes(max_device_memory)
+            shard_bytes = parse_bytes(shard_size)
+            if shard_bytes <= 0:  # 0 would write one shard per tensor, a negative size makes no sense
+                raise MergeError(f"--shard-size must be positive, got {shard_size!r}")
             parsed = MergeRecipe.from_yaml(Path(recipe))
             usage = DeviceUsage(budget)
-            run_merge(parsed, out, device=device, dtype=dtype, seed=seed, max_shard_bytes=parse_bytes(shard_size),
+            run_merge(parsed, out, device=device, dtype=dtype, seed=seed, max_shard_bytes=shard_bytes,
                       max_device_memory=budget, usage=usage)
         except (MergeError, OSError) as exc:
             typer.echo(f"error: {describe_error(exc)}", err=True)

@@ -102,6 +102,23 @@ def parse_bytes(text: str | int | None) -> Optional[int]:
         raise MergeError(f"cannot read memory size {text!r} (try e.g. 6GB or 512MiB)") from None
 
 
+def checked_device(device: Any):
+    """``torch.device(device)``, failing here with one line instead of deep inside ``module.to``
+    (CPU-only torch raises a bare AssertionError, a missing GPU index a RuntimeError)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise MergeError(f"device {device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MergeError(f"device {device!r}: no CUDA device is available (CPU-only torch or no GPU)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise MergeError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are available")
+    return dev
+
+
 class MergeEngine:
     """Loads base and endpoint models once and materializes merge recipes into one live module.
 
@@ -145,7 +162,7 @@ class MergeEngine:
             raise MergeError("MergeEngine needs at least one model")
         self.ref_key = keys[0]
         self.keys = keys
-        self.device = torch.device(device)
+        self.device = checked_device(device)
         self.dtype = torch_dtype(dtype) if isinstance(dtype, str) else (dtype or torch.float32)
         self.storage_dtype = (
             torch_dtype(storage_dtype) if isinstance(storage_dtype, str) else (storage_dtype or self.dtype)

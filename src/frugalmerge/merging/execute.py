@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from frugalmerge._atomic import atomic_dir
+from frugalmerge._atomic import OutputInUseError, atomic_dir
 from frugalmerge.merging.checkpoint import (
     LM_HEAD,
     TOKENIZER_FILES,
@@ -205,11 +205,53 @@ def output_dtype_name(recipe: MergeRecipe, override: Optional[str], ref: Checkpo
     return name
 
 
+def recorded_recipe(recipe: MergeRecipe, override: Optional[str]) -> MergeRecipe:
+    """The recipe as it was run: a ``--dtype`` override (inputs and output in that dtype) becomes
+    its ``dtype``, and an ``out_dtype`` it overrode is dropped, so re-running the written YAML
+    (frugalmerge or mergekit) gives the same output dtype."""
+    if override is None or (recipe.dtype == override and recipe.out_dtype in (None, override)):
+        return recipe
+    return MergeRecipe.parse({**recipe.to_dict(), "dtype": override, "out_dtype": None})
+
+
+def check_output_path(out_dir: str | Path, recipe: MergeRecipe, extra: tuple[str, ...] = ()) -> None:
+    """Refuse an output directory that is, is inside or contains an input model (the recipe's, and
+    ``extra`` ones): replacing it would destroy the inputs, and the output check of
+    :func:`atomic_dir` accepts any folder holding a config.json."""
+    out = Path(out_dir).resolve()
+    refs = [*recipe.referenced_models(), *extra]
+    if recipe.tokenizer_source not in (None, "base", "union"):
+        refs.append(recipe.tokenizer_source)
+    for ref in refs:
+        model = Path(ref).resolve()
+        if out == model or model in out.parents:
+            where = "is" if out == model else "is inside"
+            raise MergeError(f"output directory {out_dir} {where} the input model {ref}; choose another --out")
+        if out in model.parents:
+            raise MergeError(f"output directory {out_dir} contains the input model {ref}; choose another --out")
+
+
+def checked_output(name: str, tensor):
+    """``tensor`` (a merged output, in the output dtype) after one finiteness check: Inf/NaN come
+    from huge parameters or from values beyond the output dtype's range (float16: 65504)."""
+    import torch
+
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise MergeError(
+            f"merged tensor {name} has NaN or Inf values in {str(tensor.dtype).removeprefix('torch.')} "
+            f"(parameters too large, or values beyond the output dtype's range); nothing was written"
+        )
+    return tensor
+
+
 def write_metadata(
     tmp: Path, recipe: MergeRecipe, ckpts: dict[str, Checkpoint], plan: MergePlan, dtype_name: str,
-    vocab_size: Optional[int] = None, tokenizer: Any = None,
+    vocab_size: Optional[int] = None, tokenizer: Any = None, dtype_override: Optional[str] = None,
 ) -> None:
-    """config.json, tokenizer files, the mergekit YAML and a model card into ``tmp``."""
+    """config.json, tokenizer files, the mergekit YAML and a model card into ``tmp``.
+
+    ``dtype_override`` (``--dtype``) is recorded in the YAML (:func:`recorded_recipe`).
+    """
     ref = ckpts[reference_model(recipe)]
     config = dict(ref.config)
     config["num_hidden_layers"] = plan.num_layers
@@ -231,9 +273,10 @@ def write_metadata(
             shutil.copy2(src_dir / fname, tmp / fname)
     if tokenizer is not None:  # built for this merge (union): written, not copied
         tokenizer.save_pretrained(str(tmp))
-    yaml_text = recipe.to_yaml()
+    recorded = recorded_recipe(recipe, dtype_override)
+    yaml_text = recorded.to_yaml()
     (tmp / "mergekit_config.yml").write_text(yaml_text, encoding="utf-8")
-    (tmp / "README.md").write_text(model_card(recipe, yaml_text), encoding="utf-8")
+    (tmp / "README.md").write_text(model_card(recorded, yaml_text), encoding="utf-8")
 
 
 def model_card(recipe: MergeRecipe, yaml_text: str) -> str:
@@ -366,6 +409,10 @@ def run_merge(
 
     if max_device_memory is not None and max_device_memory <= 0:
         raise DeviceMemoryError(f"--max-device-memory must be positive, got {max_device_memory} bytes")
+    from frugalmerge.merging.engine import checked_device
+
+    dev = checked_device(device)
+    check_output_path(out_dir, recipe)
     ckpts = open_checkpoints(recipe)
     plan = build_plan(recipe, ckpts)
     ref_key = reference_model(recipe)
@@ -374,7 +421,6 @@ def run_merge(
     in_dtype = torch_dtype(dtype or recipe.dtype)
     aligner = _aligner_for(recipe, ckpts)
     seed = seed if seed is not None else (recipe.random_seed or 0)
-    dev = torch.device(device)
     scratch: dict = {}
     usage = usage if usage is not None else DeviceUsage(max_device_memory)
     usage.budget = max_device_memory
@@ -395,7 +441,7 @@ def run_merge(
                 ops = _to_device(ops, dev)
                 out = torch.empty(ops[0].ref.numel(), dtype=torch.float32, device=dev)
                 merge_job(plan, job, ops, out, seed=seed, scratch=scratch)
-                writer.add(job.out_name, out.reshape(shape).to(out_dtype).cpu())
+                writer.add(job.out_name, checked_output(job.out_name, out.reshape(shape).to(out_dtype)).cpu())
                 del ops, out
             pending, pending_bytes = [], 0
 
@@ -423,7 +469,7 @@ def run_merge(
         flush()
         writer.close()
         write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab_size,
-                       aligner.tokenizer if aligner is not None else None)
+                       aligner.tokenizer if aligner is not None else None, dtype_override=dtype)
     return Path(out_dir)
 
 
@@ -519,5 +565,7 @@ def describe_error(exc: BaseException) -> str:
     """One line for the CLI."""
     if isinstance(exc, MergeError):
         return str(exc).splitlines()[0]
+    if isinstance(exc, OutputInUseError) or (isinstance(exc, OSError) and exc.filename is not None):
+        return str(exc).splitlines()[0]  # the message names the path: the type adds nothing
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 

@@ -26,10 +26,19 @@ def export_merge(
     Either way the directory holds safetensors weights, ``config.json``, the tokenizer,
     ``mergekit_config.yml`` (accepted by ``frugalmerge merge`` and mergekit) and ``README.md``.
     """
-    from frugalmerge.merging.execute import atomic_dir, output_dtype_name, run_merge, torch_dtype, write_metadata
+    from frugalmerge.merging.execute import (
+        atomic_dir,
+        check_output_path,
+        checked_output,
+        output_dtype_name,
+        run_merge,
+        torch_dtype,
+        write_metadata,
+    )
 
     if engine is None:
         return run_merge(recipe, out_dir, dtype=dtype, seed=seed, progress=False)
+    check_output_path(out_dir, recipe, tuple(engine.keys))
     module = engine.materialize(recipe, seed=seed)
     plan = engine.plan_for(recipe)
     dtype_name = output_dtype_name(recipe, dtype, engine.ckpts[engine.ref_key])
@@ -40,10 +49,12 @@ def export_merge(
     with atomic_dir(out_dir, marker="config.json") as tmp:
         writer = ShardWriter(tmp)
         for job in plan.jobs:
-            writer.add(job.out_name, state[job.out_name].detach().to("cpu", out_dtype).clone())
+            tensor = state[job.out_name].detach().to("cpu", out_dtype).clone()
+            writer.add(job.out_name, checked_output(job.out_name, tensor))
         writer.close()
         union = recipe.tokenizer_source == "union"
         vocab = module.get_input_embeddings().weight.shape[0] if engine._aligner is not None or union else None
         ckpts = dict(engine.ckpts)
-        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab, engine.tokenizer_for(recipe) if union else None)
+        write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab, engine.tokenizer_for(recipe) if union else None,
+                       dtype_override=dtype)
     return Path(out_dir)

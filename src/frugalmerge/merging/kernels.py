@@ -148,7 +148,10 @@ def _same_type(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
 
 
 def _f32s(values) -> tuple:
-    return tuple(np.float32(v) for v in values)
+    # Values beyond float32 become Inf as in torch; a non-finite output is rejected by the writers
+    # with one clear error, so numpy's overflow warning would only add noise.
+    with np.errstate(over="ignore"):
+        return tuple(np.float32(v) for v in values)
 
 
 def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[float], weights: list[float],
@@ -171,7 +174,7 @@ def gta(out: np.ndarray, ref: np.ndarray, deltas: list[np.ndarray], coefs: list[
     ds = _same_type(deltas)
     cs, ws = _f32s(coefs), _f32s(weights)
     los = list(lo)
-    plain = np.float32(static_div), np.float32(lam)
+    plain = _f32s((static_div, lam))
     keys, inranks, shifts, nexts = [-1] * k, [0] * k, [16] * k, [np.float32(0)] * k  # 0: never in a boundary bin
     cap = 0
     for i, sel in enumerate(select or [None] * k):

@@ -28,6 +28,10 @@ from frugalmerge.merging.errors import RecipeError
 # Elements per chunk: 128K float32 = 512 KiB per row (measured fastest of 2^15..2^19 on this CPU).
 CHUNK = 1 << 17
 _F32 = torch.float32
+# Parameters become float32 coefficients in the kernels: larger magnitudes turn into Inf.
+F32_MAX = float(torch.finfo(_F32).max)
+# Weight sums below this are treated as zero (the normalizing divisor of every method).
+ZERO_SUM = 1e-8
 
 
 # ------------------------------------------------------------------------- parameter specs
@@ -64,6 +68,10 @@ class ParamSpec:
             raise RecipeError(f"parameter {self.name}: expected a number, got {value!r}") from None
         if not math.isfinite(out):
             raise RecipeError(f"parameter {self.name}: expected a finite number, got {value!r}")
+        if abs(out) > F32_MAX:
+            raise RecipeError(
+                f"parameter {self.name}: {value!r} is outside the float32 range (|value| <= {F32_MAX:.4g})"
+            )
         return out
 
     def check(self, value: Any, *, where: str) -> None:
@@ -245,6 +253,12 @@ def linear(args: TensorArgs) -> None:
     """``sum_i w_i x_i / sum_i w_i`` (no division when ``normalize`` is false)."""
     weights = [p["weight"] for p in args.per_input]
     total = sum(weights) if args.shared["normalize"] else 1.0
+    if abs(total) < ZERO_SUM:
+        # Dividing by ~0 gives Inf/NaN weights (mergekit writes them); name the tensor instead.
+        raise RecipeError(
+            f"linear: the weights {weights} of tensor {args.name} sum to {total:g} and normalize is true; "
+            f"use weights with a non-zero sum or set normalize: false"
+        )
     coefs = [w / total for w in weights]
     _combine(args, [(op, c) for op, c in zip(args.inputs, coefs)])
 
@@ -278,8 +292,12 @@ def _combine(
     if len(refs) == 1 and _fusable(out, refs[0][0], *(op.delta for op, _ in deltas)):
         stack, rows = _rows([op.delta for op, _ in deltas], [op.stack for op, _ in deltas],
                             [op.row for op, _ in deltas], n)
-        coefs = np.asarray([c for _, c in deltas], dtype=np.float32)
-        kernels.kernel("combine")(out.numpy(), refs[0][0].numpy(), np.float32(refs[0][1]), stack, rows, coefs)
+        # A coefficient beyond float32 becomes Inf, as on the torch path; the writers reject the
+        # non-finite output with a clear error, so numpy's overflow warning would only add noise.
+        with np.errstate(over="ignore"):
+            coefs = np.asarray([c for _, c in deltas], dtype=np.float32)
+            ref_coef32 = np.float32(refs[0][1])
+        kernels.kernel("combine")(out.numpy(), refs[0][0].numpy(), ref_coef32, stack, rows, coefs)
         return
     direct = out.dtype == _F32
     tmp = _buffer(args, "combine", (CHUNK,))
@@ -471,7 +489,7 @@ def _gta(args: TensorArgs, *, sparsifier: Optional[str], consensus: bool) -> Non
 def _weight_sum(weights: list[float]) -> float:
     """The normalizing divisor without consensus: the summed weights, 1 when they sum to ~0."""
     total = sum(weights)
-    return 1.0 if abs(total) < 1e-8 else total
+    return 1.0 if abs(total) < ZERO_SUM else total
 
 
 def _gta_fused(args, tvs, windows, coefs, weights, consensus, select, dare=None) -> None:

@@ -87,6 +87,10 @@ class MergeRecipe(BaseModel):
         if (self.models is None) == (self.slices is None) or not (self.models or self.slices):
             raise ValueError("exactly one of 'models' or 'slices' must be given (and non-empty)")
         method = get_method(self.merge_method)  # raises on an unknown method
+        for where, ref in self._model_references():
+            # An empty path would resolve to the working directory and fail far from the recipe.
+            if ref is not None and not ref.strip():
+                raise ValueError(f"{where} is an empty model path")
         for dtype_key in ("dtype", "out_dtype"):
             value = getattr(self, dtype_key)
             if value is not None and value not in DTYPES:
@@ -105,6 +109,18 @@ class MergeRecipe(BaseModel):
                     f"slices[{i}]: every source needs the same positive number of layers"
                 )
         return self
+
+    def _model_references(self):
+        """Every (location, string) of the recipe that names a model directory."""
+        yield "base_model", self.base_model
+        if self.tokenizer_source not in ("base", "union"):
+            yield "tokenizer_source", self.tokenizer_source
+        for i, m in enumerate(self.models or []):
+            yield f"models[{i}].model", m.model
+        for i, s in enumerate(self.slices or []):
+            yield f"slices[{i}].base_model", s.base_model
+            for j, src in enumerate(s.sources):
+                yield f"slices[{i}].sources[{j}].model", src.model
 
     def _all_parameter_blocks(self):
         yield "parameters", self.parameters
@@ -125,7 +141,10 @@ class MergeRecipe(BaseModel):
             path = Path(path_or_text)
             if not path.is_file():
                 raise RecipeError(f"recipe file not found: {path}")
-            text, source = path.read_text(encoding="utf-8"), str(path)
+            try:
+                text, source = path.read_text(encoding="utf-8"), str(path)
+            except UnicodeDecodeError as exc:
+                raise RecipeError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
