@@ -265,6 +265,26 @@ def test_bench_on_a_sparse_matrix_gives_every_model_an_estimate():
     np.testing.assert_array_equal(out.score[~blind], est.predict(seen).score)
 
 
+def test_fit_cli_endpoints_stay_in_training_during_validation(tmp_path):
+    from frugalmerge.cli import app
+    from frugalmerge.estimators.bench import cross_validate
+
+    r = synthetic(n=60, m=20, seed=4, target=True)
+    r.to_csv(tmp_path / "r.csv", target_col="full")
+    ends = ["m0", "m1"]
+    cv = cross_validate(r, "mpirt", 6, folds=3, seed=0, context={"endpoints": ends})
+    assert cv["n_test"] == 58  # the endpoints are never test models, so every fold can use them
+    runner = CliRunner()
+    base = ["estimators", "fit", str(tmp_path / "r.csv"), "--target", "full", "--k", "6", "--folds", "3",
+            "--endpoints", ",".join(ends), "--out", str(tmp_path / "card")]
+    res = runner.invoke(app, [*base, "--method", "mpirt"])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "card" / "card.json").read_text())
+    assert card["validation"]["n_test"] == 58 and card["fitted"]["endpoint_ids_"] == ends
+    res = runner.invoke(app, [*base, "--method", "random_mean"])
+    assert res.exit_code == 1 and "--endpoints applies to the MERGE³ estimators (mpirt, gmpirt)" in res.output
+
+
 def test_kernel_ridge_feature_exact_on_two_models():
     from frugalmerge.estimators.default import KRR_ALPHA, KRR_GAMMAS, crossfit_krr, fit_krr, predict_krr
 

@@ -66,9 +66,13 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cross_validate(responses: ResponseMatrix, method: str, k: int | str, folds: int = 5, seed: int = 0,
-                   **params: Any) -> dict[str, float]:
-    """CV error of one estimator (used for a card's validation error)."""
-    rows = run_bench(responses, [k], [method], folds=folds, seed=seed, params={method: params}, progress=False)
+                   context: dict[str, Any] | None = None, **params: Any) -> dict[str, float]:
+    """CV error of one estimator (used for a card's validation error). ``context`` is passed to
+    every fit; its ``endpoints`` (MERGE³'s endpoint models) always stay in training, as they do
+    when the card is used, and are never test models."""
+    keep = tuple((context or {}).get("endpoints") or ())
+    rows = run_bench(responses, [k], [method], folds=folds, seed=seed, params={method: params}, progress=False,
+                     context=context, keep_in_train=keep)
     return rows[0]
 
 
@@ -107,6 +111,8 @@ def run_bench(
     seed: int = 0,
     params: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
+    context: dict[str, Any] | None = None,
+    keep_in_train: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Run the benchmark; one row per (method, k) with mae, max_abs_error, spearman, n_test
     (errors in score units) plus ``rmse``, ``seconds``, ``mean_se`` (mean reported standard error)
@@ -123,7 +129,13 @@ def run_bench(
     pred = {(m, k): np.full(responses.n_models, np.nan) for m in names for k in k_values}
     se = {(m, k): np.full(responses.n_models, np.nan) for m in names for k in k_values}
     secs = {(m, k): 0.0 for m in names for k in k_values}
-    split = fold_indices(responses.n_models, folds, seed)
+    # Models in keep_in_train are never tested: the folds split the others.
+    index = {m: r for r, m in enumerate(responses.model_ids)}
+    unknown = [m for m in keep_in_train if m not in index]
+    if unknown:
+        raise EstimatorError(f"{unknown[0]!r} is not a model of {responses.name}")
+    testable = np.setdiff1d(np.arange(responses.n_models), [index[m] for m in keep_in_train])
+    split = [testable[f] for f in fold_indices(testable.size, folds, seed)]
     total = len(split) * len(names) * len(k_values)
 
     def work(tick) -> None:
@@ -136,7 +148,8 @@ def run_bench(
             for m in names:
                 for k in k_values:
                     start = time.perf_counter()
-                    est = make_estimator(m, **(params or {}).get(m, {})).fit(train, k=k, seed=seed + f)
+                    est = make_estimator(m, **(params or {}).get(m, {})).fit(train, k=k, seed=seed + f,
+                                                                            **(context or {}))
                     out = predict_revealed(est, test, k, prior)
                     pred[(m, k)][test_rows] = out.score
                     se[(m, k)][test_rows] = out.se
@@ -156,11 +169,12 @@ def run_bench(
     rows = []
     for m in names:
         for k in k_values:
-            err = np.abs(pred[(m, k)] - truth)
+            p, t, s_ = pred[(m, k)][testable], truth[testable], se[(m, k)][testable]
+            err = np.abs(p - t)
             rows.append({"method": m, "k": int(k), "mae": float(err.mean()), "max_abs_error": float(err.max()),
-                         "spearman": _spearman(pred[(m, k)], truth), "n_test": int(err.size),
-                         "rmse": float(np.sqrt(np.mean(err**2))), "mean_se": float(np.mean(se[(m, k)])),
-                         "within_2se": float(np.mean(err <= 2 * se[(m, k)])), "seconds": round(secs[(m, k)], 3)})
+                         "spearman": _spearman(p, t), "n_test": int(err.size),
+                         "rmse": float(np.sqrt(np.mean(err**2))), "mean_se": float(np.mean(s_)),
+                         "within_2se": float(np.mean(err <= 2 * s_)), "seconds": round(secs[(m, k)], 3)})
     return rows
 
 

@@ -87,7 +87,7 @@ def fit(
     """Fit an estimator on all models of RESPONSES and write a card."""
     from frugalmerge.estimators.bench import cross_validate
     from frugalmerge.estimators.card import save_card
-    from frugalmerge.estimators.core import make_estimator
+    from frugalmerge.estimators.core import estimator_names, make_estimator, uses_endpoints
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.estimators.responses import load_responses
 
@@ -111,10 +111,13 @@ def fit(
             raise EstimatorError(f"{responses}: graded responses need the 0/1 full score as the target "
                                  "(--target); the mean of graded scores is not an accuracy")
         context = {"endpoints": [e.strip() for e in endpoints.split(",")]} if endpoints else {}
+        if context and not uses_endpoints(method):
+            known = ", ".join(n for n in estimator_names() if uses_endpoints(n))
+            raise EstimatorError(f"--endpoints applies to the MERGE³ estimators ({known}), not {method!r}")
         validation = None
         if folds:
-            if data.n_models >= 2 * folds:
-                cv = cross_validate(data, method, k, folds=folds, seed=seed)
+            if data.n_models - len(context.get("endpoints", ())) >= 2 * folds:
+                cv = cross_validate(data, method, k, folds=folds, seed=seed, context=context)
                 validation = {"kind": f"{folds}-fold CV over models", "mae": cv["mae"],
                               "max_abs_error": cv["max_abs_error"], "spearman": cv["spearman"], "n_test": cv["n_test"]}
             else:

@@ -56,6 +56,14 @@ def estimator_names() -> list[str]:
     return list(ESTIMATORS)
 
 
+def uses_endpoints(name: str) -> bool:
+    """Whether estimator ``name`` reads MERGE³ endpoint models from its fit context."""
+    _load_methods()
+    if name not in ESTIMATORS:
+        raise UnknownNameError(f"unknown estimator {name!r} (known: {', '.join(ESTIMATORS)})")
+    return ESTIMATORS[name].uses_endpoints
+
+
 def make_estimator(name: str, **params: Any) -> Estimator:
     """Instantiate a registered estimator (no work is done until ``fit``)."""
     _load_methods()
@@ -75,6 +83,8 @@ class Estimator:
     #: True for estimators that choose items per model, one response at a time
     #: (``predict_sequential(oracle)``); the benchmark then reveals responses through an oracle.
     sequential: ClassVar[bool] = False
+    #: True for estimators that read ``endpoints`` (MERGE³'s endpoint model ids) from ``fit``'s context
+    uses_endpoints: ClassVar[bool] = False
     #: parameter names accepted by ``__init__`` (validated, stored in cards)
     param_names: ClassVar[tuple[str, ...]] = ()
 

@@ -253,6 +253,8 @@ class MPIRT(_IRTBased):
     ability stand in (then the constraint is only "inside the training ability range").
     """
 
+    uses_endpoints = True
+
     def _fit_extra(self, train: ResponseMatrix, params: IRTParams, seed: int, **context: Any) -> None:
         endpoints = context.get("endpoints")
         if endpoints:

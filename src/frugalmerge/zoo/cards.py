@@ -53,7 +53,6 @@ PILOT_SEED_BASE = 9000
 #: A seed stream of its own: the card's random merges differ from any run's calibration merges.
 CARD_SEED_SALT = 31337
 INDEX_FILE = "cards.json"
-ENDPOINT_ESTIMATORS = frozenset({"mpirt", "gmpirt"})
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,9 @@ def write_responses(data: CardData, path: Path) -> None:
 
 def _context(estimator: str, model_ids: tuple[str, ...]) -> dict[str, Any]:
     endpoints = [m for m in model_ids if m.startswith("source:")]
-    return {"endpoints": endpoints} if estimator in ENDPOINT_ESTIMATORS and len(endpoints) >= 2 else {}
+    from frugalmerge.estimators.core import uses_endpoints
+
+    return {"endpoints": endpoints} if uses_endpoints(estimator) and len(endpoints) >= 2 else {}
 
 
 def validate_card(responses: Any, estimator: str, k: int, *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
