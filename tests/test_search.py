@@ -20,7 +20,7 @@ from frugalmerge.search.config import config_from_dict
 from frugalmerge.search.errors import ConfigError
 from frugalmerge.search.final import knee_index
 from frugalmerge.search.loop import pareto_mask, run_search
-from frugalmerge.search.space import SearchSpace, recipe_key
+from frugalmerge.search.space import SearchSpace, model_num_layers, recipe_key
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -253,6 +253,11 @@ def test_bad_algorithm_options_and_gene_ranges_fail_before_calibration(tiny_mode
     with pytest.raises(ConfigError, match=r"search.density: bounds \[0.2, 3.0\] leave ties's valid range \[0.0, 1.0\]"):
         config_from_dict(_cfg(tiny_models, method="ties", search={"weight": {"bounds": [0, 1]},
                                                                    "density": {"bounds": [0.2, 3.0]}}))
+    layers = model_num_layers(tiny_models["base"])
+    cfg = config_from_dict(_cfg(tiny_models, search={"weight": {"bounds": [0, 1], "per": "layers",
+                                                                "groups": layers + 1}}))
+    with pytest.raises(ConfigError, match=f"weight: groups {layers + 1} exceeds the models' {layers} layers"):
+        SearchSpace(cfg)
     with pytest.raises(ConfigError, match="benchmarks: expected a mapping"):
         config_from_dict(_cfg(tiny_models, benchmarks=["x"]))
     with pytest.raises(ConfigError, match="bounds must be finite"):

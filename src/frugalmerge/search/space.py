@@ -67,10 +67,15 @@ class SearchSpace:
         if config.stacking is not None:
             self._init_stacking(config)
             return
-        needs_layers = any(s.per == "layers" and s.groups is None
-                           for s in (*config.search.values(), *config.global_search.values()))
-        if needs_layers and num_layers is None:
+        layered = [(name, s) for name, s in (*config.search.items(), *config.global_search.items())
+                   if s.per == "layers"]
+        if layered and num_layers is None:
             num_layers = model_num_layers(config.base_model or next(iter(config.models.values())))
+        for name, s in layered:
+            # each layer reads an interpolation of the gradient's points: more points than layers
+            # add genes without adding control (a typo, e.g. groups: 32 on a 4-layer model)
+            if s.groups is not None and num_layers is not None and s.groups > num_layers:
+                raise ConfigError(f"config: {name}: groups {s.groups} exceeds the models' {num_layers} layers")
         self.num_layers = num_layers
         slots: list[Slot] = []
         pos = 1 if config.method.is_gene else 0
