@@ -13,18 +13,19 @@ import typer
 def _fail(exc: Exception) -> None:
     msg = " ".join(str(exc).split())
     typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=1)  # as every other command; 2 stays typer's usage errors
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
     """The library's own error types: reported in one line (anything else is a bug: traceback)."""
+    from frugalmerge._atomic import OutputInUseError
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.evaluation.errors import EvaluationError
     from frugalmerge.merging.errors import MergeError
     from frugalmerge.search.errors import SearchError
     from frugalmerge.zoo.errors import ZooError
 
-    return (SearchError, MergeError, EvaluationError, EstimatorError, ZooError)
+    return (SearchError, MergeError, EvaluationError, EstimatorError, ZooError, OutputInUseError)
 
 
 def evolve(
