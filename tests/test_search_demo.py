@@ -146,6 +146,21 @@ def test_quick_demo_writes_contract_summary_and_rerunnable_configs(smoke_zoo, tm
     assert np.isfinite(list(ml["evolved"].values())).all()
 
 
+def test_demo_out_must_be_new_empty_or_an_earlier_demo(smoke_zoo, tmp_path):
+    """Checked before any work; user files are never overwritten."""
+    from frugalmerge.search.demo import run_demo
+    from frugalmerge.search.errors import SearchError
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    with pytest.raises(SearchError, match="holds 'notes.txt', which is not a demo output"):
+        run_demo(user, zoo_dir=smoke_zoo, quick=True)
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]
+    with pytest.raises(SearchError, match="notes.txt is a file, not a directory"):
+        run_demo(user / "notes.txt" / "demo", zoo_dir=smoke_zoo, quick=True)
+
+
 def test_resume_with_real_fitness_matches(smoke_zoo, tmp_path):
     """Crash after generation 1 of a real (engine + estimator) run; the resumed run, which restores
     the fitted estimator from the checkpoint instead of calibrating again, ends identically."""

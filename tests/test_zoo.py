@@ -169,6 +169,9 @@ def test_load_zoo_errors_name_the_culprit(tmp_path, smoke_zoo):
     (tmp_path / "zoo.json").write_text("{not json")
     with pytest.raises(ZooError, match="cannot read zoo manifest"):
         load_zoo(tmp_path)
+    (tmp_path / "zoo.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ZooError, match="cannot read zoo manifest"):
+        load_zoo(tmp_path)
     raw = json.loads((smoke_zoo / "zoo.json").read_text())
     raw["showcases"]["cross_domain"]["models"].append("ghost")
     broken = tmp_path / "broken"

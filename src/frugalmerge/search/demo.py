@@ -184,6 +184,19 @@ def print_table(summary: dict[str, Any], console: Any) -> None:
                       f"{show['seconds']:.0f} s\n")
 
 
+def _check_demo_out(out: Path, showcases: set[str]) -> None:
+    """``out`` must be new, empty, or an earlier demo's output (only showcase folders and
+    ``summary.json`` at its top): the demo rewrites those and must not touch anything else."""
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise SearchError(f"demo --out {out}: {parent} is a file, not a directory")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in showcases | {"summary.json"})
+        if foreign:
+            raise SearchError(f"demo --out {out} holds {foreign[0]!r}, which is not a demo output; choose a new "
+                              f"or empty folder (an earlier demo's folder is reused)")
+
+
 def run_demo(out: str | Path = "demo_out", *, zoo_dir: str | Path | None = None, quick: bool = False,
              use_cards: bool = True) -> dict[str, Any]:
     """Run both showcases into ``out``; returns (and writes) the summary.
@@ -204,6 +217,8 @@ def run_demo(out: str | Path = "demo_out", *, zoo_dir: str | Path | None = None,
         zoo = ensure_zoo("smoke" if quick else "full", zoo_dir)
     except Exception as exc:  # ZooError: one line
         raise SearchError(f"demo: cannot get the zoo: {exc}") from None
+    configs = showcase_configs(zoo, quick=quick, cards=None)
+    _check_demo_out(out, set(configs))
     console.print(f"[bold]frugalmerge demo[/]: zoo {zoo.root} ({zoo.size}), output {out}")
     showcases = []
     from frugalmerge.zoo.cards import shipped_cards_for

@@ -92,8 +92,8 @@ def load_zoo(directory: str | Path) -> ZooManifest:
         raise ZooError(f"no zoo manifest at {path} (build one with `frugalmerge zoo build`)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ZooError(f"cannot read zoo manifest {path}: {exc}") from exc
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ZooError(f"cannot read zoo manifest {path}: {exc}") from None
     try:
         models = {name: root / rel for name, rel in raw["models"].items()}
         benchmarks = {}
