@@ -26,6 +26,7 @@ from frugalmerge.evaluation import (
 from frugalmerge.evaluation.extract import EXTRACTORS
 from frugalmerge.evaluation.language import passes_language_rule
 from frugalmerge.evaluation.prompts import prompt_text, select_fewshot
+from frugalmerge.evaluation.tasks import as_task
 
 
 def _items(n: int, lang: str = "en") -> list[Item]:
@@ -180,6 +181,12 @@ def test_real_gsm8k_and_mgsm(shared_data):
     ("mgsm_xx.tsv", "q\t1\nq2 no tab\n", None, r"mgsm_xx\.tsv:2: expected 'question<TAB>answer'"),
     ("g.jsonl", '{"question": "q", "answer": "x #### 4"}\n{"question": "q", "answer": "none"}\n',
      "gsm8k", r"g\.jsonl:2: GSM8K answer has no"),
+    ("gn.jsonl", '{"id": null, "question": "q", "answer": "x #### 4"}\n', "gsm8k",
+     r"gn\.jsonl:1: 'id' is null"),
+    ("ge.jsonl", '{"id": "", "question": "q", "answer": "x #### 4"}\n', "gsm8k",
+     r"ge\.jsonl:1: invalid item \(id: "),
+    ("gq.jsonl", '{"question": ["q"], "answer": "x #### 4"}\n', "gsm8k",
+     r"gq\.jsonl:1: invalid item \(prompt: "),
     ("x.yaml", "a: 1\n", None, r"x\.yaml: cannot tell"),
     ("empty.jsonl", "\n", None, r"empty\.jsonl: no items"),
 ])
@@ -330,3 +337,35 @@ def test_cache_counters_persistence_and_pickle(tmp_path):
     path.write_text("{broken")
     with pytest.raises(EvaluationError, match="cannot read evaluation cache"):
         EvalCache(path)
+
+
+def test_gsm8k_ids_keep_numbers_as_exact_strings(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"id": 7, "question": "q", "answer": "x #### 4"}\n'
+                                      '{"question": "r", "answer": "y #### 5"}\n')
+    bench = load_benchmark(tmp_path / "g.jsonl", format="gsm8k")
+    assert bench.item_ids == ["7", "g-0001"]
+
+
+@pytest.mark.parametrize("settings,pattern", [
+    ({"type": "generative_numeric", "extractor": "nope"}, r"extractor: unknown extractor 'nope'"),
+    ({"type": "generative_exact", "normalizer": "nope"}, r"normalizer: unknown normalizer 'nope'"),
+    ({"type": "generative_exact", "language_rule": {"detector": "nope"}},
+     r"language_rule\.detector: unknown language detector 'nope'"),
+    ({"type": "nope"}, r"type: unknown task type 'nope'"),
+    ({"type": "generative_exact", "colour": 1}, r"colour: unknown setting"),
+    ({"type": "generative_exact", "max_new_tokens": -1}, r"max_new_tokens: Input should be"),
+    ({"type": "generative_exact", "graded": True}, r"settings: graded scores exist"),
+])
+def test_task_settings_errors_are_one_line_and_come_before_any_work(settings, pattern):
+    with pytest.raises(EvaluationError, match=pattern) as err:
+        as_task(settings)
+    message = str(err.value)
+    assert "\n" not in message and "pydantic.dev" not in message and "Value error" not in message
+
+
+def test_settings_without_type_do_not_echo_the_merged_default(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"question": "q", "answer": "x #### 4"}\n')
+    with pytest.raises(EvaluationError) as err:
+        load_benchmark(tmp_path / "g.jsonl", task={"max_new_tokens": 0})
+    assert str(err.value) == ("invalid task settings: max_new_tokens: Input should be greater "
+                              "than or equal to 1")

@@ -442,3 +442,65 @@ def test_bpe_tokenizer_continuations_and_generation(bpe_model):
     for task in ("teacher_forced_exact", "multiple_choice", "generative_exact"):
         b = bench.with_task(TaskSpec(type=task, max_new_tokens=5))
         assert evaluate(model, tok, b, batch_size=1) == evaluate(model, tok, b, batch_size=3)
+
+
+def _stale_check(model, tok, task: TaskSpec, before: list[Item], after: list[Item]) -> None:
+    """``item 0``'s score after editing only the *other* items (its few-shot examples) must be
+    the fresh score, not the cached one of the old prompt."""
+    cache = EvalCache()
+    old = evaluate(model, tok, Benchmark("s", task, before), ["x0"], cache=cache)
+    fresh = evaluate(model, tok, Benchmark("s", task, after), ["x0"])
+    again = evaluate(model, tok, Benchmark("s", task, after), ["x0"], cache=cache)
+    assert old["x0"] != fresh["x0"]  # the edit changes item 0's prompt
+    assert again == fresh and cache.misses == 2
+
+
+def test_cache_key_tracks_the_text_of_fewshot_examples(random_model):
+    model, tok = random_model
+    task = TaskSpec(type="teacher_forced_exact", graded=True, graded_measure="token_probability",
+                    num_fewshot=1)
+    before = [Item(id=f"x{i}", prompt=p, answer="the cat") for i, p in enumerate(PROMPTS[:3])]
+    after = [before[0], *(Item(id=it.id, prompt=it.prompt + " dog dog", answer="what is")
+                          for it in before[1:])]
+    _stale_check(model, tok, task, before, after)
+
+
+def test_cache_key_tracks_metadata_shown_by_template_and_fewshot_answer(random_model):
+    model, tok = random_model
+    items = [Item(id=f"x{i}", prompt=p, answer="the cat", metadata={"hint": "cat", "sol": "dog"})
+             for i, p in enumerate(PROMPTS[:3])]
+
+    def edited(key: str) -> list[Item]:
+        return [items[0], *(it.model_copy(update={"metadata": {**it.metadata, key: "the the"}})
+                            for it in items[1:])]
+
+    graded = {"type": "teacher_forced_exact", "graded": True,
+              "graded_measure": "token_probability", "num_fewshot": 1}
+    _stale_check(model, tok, TaskSpec(**graded, prompt_template="{hint} {prompt}"), items,
+                 edited("hint"))
+    _stale_check(model, tok, TaskSpec(**graded, fewshot_answer_field="sol"), items, edited("sol"))
+
+
+def test_cache_key_tracks_the_pool_a_trained_language_detector_learns_from():
+    from frugalmerge.evaluation.prompts import _detector_hash
+
+    items = [Item(id=f"x{i}", prompt=p, answer="1") for i, p in enumerate(PROMPTS[:3])]
+    edited = [items[0], Item(id="x1", prompt="der die das", answer="1", language="de"), items[2]]
+    rule = {"type": "generative_exact", "language_rule": {"detector": "benchmark"}}
+    assert (_detector_hash(Benchmark("d", rule, items))
+            != _detector_hash(Benchmark("d", rule, edited)))
+    assert _detector_hash(Benchmark("d", "generative_exact", items)) == ""
+
+
+def test_an_unregistered_detector_is_reported_without_quotes(monkeypatch):
+    from frugalmerge.evaluation.errors import EvaluationError
+    from frugalmerge.evaluation.language import DETECTORS
+    from frugalmerge.evaluation.runner import _language_filter
+
+    monkeypatch.setitem(DETECTORS, "gone", DETECTORS["builtin"])
+    task = TaskSpec(type="generative_exact", language_rule=LanguageRule(detector="gone"))
+    monkeypatch.delitem(DETECTORS, "gone")  # unregistered after the settings were validated
+    bench = Benchmark("g", task, [Item(id="a", prompt="the cat", answer="cat")])
+    with pytest.raises(EvaluationError) as err:
+        _language_filter(_ctx(None, None, bench), bench.items, ["cat"], [1.0])
+    assert str(err.value).startswith("unknown language detector 'gone'")

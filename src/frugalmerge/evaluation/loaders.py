@@ -121,15 +121,21 @@ def row_to_item(record: Record, index: int, *, name: str, language: str | None,
     answer = row[answer_key]
     if answer is None:
         raise BenchmarkFormatError(f"{where}: answer field {answer_key!r} is empty")
+    return _make_item(
+        where,
+        id=item_id,
+        prompt=row[prompt_key],
+        answer=answer,
+        language=(row[lang_key] if lang_key is not None and row[lang_key] else language) or "en",
+        choices=choices,
+        metadata=metadata,
+    )
+
+
+def _make_item(where: str, **fields: Any) -> Item:
+    """An :class:`Item`, or one :class:`BenchmarkFormatError` line naming the row and the fields."""
     try:
-        return Item(
-            id=item_id,
-            prompt=row[prompt_key],
-            answer=answer,
-            language=(row[lang_key] if lang_key is not None and row[lang_key] else language) or "en",
-            choices=choices,
-            metadata=metadata,
-        )
+        return Item(**fields)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise BenchmarkFormatError(f"{where}: invalid item ({problems})") from None
@@ -234,9 +240,15 @@ def read_gsm8k(path: Path, *, name: str, language: str | None, fields) -> list[I
         final = gsm8k_final_answer(str(row["answer"]))
         if final is None:
             raise BenchmarkFormatError(f"{rec.where}: GSM8K answer has no '#### n' final answer")
-        items.append(Item(id=str(row.get("id", f"{name}-{i:04d}")), prompt=row["question"],
-                          answer=final, language=language or "en",
-                          metadata={"solution": row["answer"]}))
+        if "id" in row and row["id"] is None:
+            # str(None) would silently become the id "None" (and collide on the next null)
+            raise BenchmarkFormatError(f"{rec.where}: 'id' is null (give a string or number, "
+                                       "or leave the key out for a generated id)")
+        # The raw id goes to Item, which keeps numbers as exact strings and rejects the rest
+        # (empty, true/false, lists) with a message naming the line.
+        items.append(_make_item(rec.where, id=row.get("id", f"{name}-{i:04d}"),
+                                prompt=row["question"], answer=final, language=language or "en",
+                                metadata={"solution": row["answer"]}))
     return items
 
 

@@ -127,9 +127,30 @@ def prompt_text(item: Item, task: TaskSpec, fewshot: Sequence[Item], tokenizer, 
     return task.fewshot_separator.join(parts)
 
 
-def _item_settings(task_hash: str, item: Item, fewshot: Sequence[Item], tok_id: str) -> str:
-    raw = json.dumps([task_hash, tok_id, item.prompt, item.answer, item.language,
-                      list(item.choices or ()), [ex.id for ex in fewshot]], ensure_ascii=False)
+def _item_settings(task_hash: str, tok_id: str, item: Item, prompt_ids: Sequence[int],
+                   targets: Sequence[Sequence[int]], detector_hash: str) -> str:
+    """The item's cache-key part: a hash of exactly what its score depends on.
+
+    Keyed on the encoded inputs (the prompt's token ids, with every few-shot example's text, the
+    template's metadata fields and the chat template already in them; the scored continuations)
+    rather than on few-shot *ids*: with ids, editing a few-shot example's text, or metadata a
+    template or ``fewshot_answer_field`` shows, silently returned the old score. This changed
+    every key once (caches written before it are recomputed, never misread). ``answer``,
+    ``language`` and ``choices`` stay in: numeric/exact matching and the language rule read them.
+    """
+    raw = json.dumps([task_hash, tok_id, list(prompt_ids), [list(t) for t in targets],
+                      item.answer, item.language, list(item.choices or ()), detector_hash],
+                     ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _detector_hash(benchmark: Benchmark) -> str:
+    """Hash of the pool prompts a trained language detector learns from ('' when none is used):
+    with the ``benchmark`` detector, editing the pool changes which responses pass the rule."""
+    rule = benchmark.task.language_rule
+    if rule is None or rule.detector == "builtin":
+        return ""
+    raw = json.dumps([[it.language, it.prompt] for it in benchmark.pool], ensure_ascii=False)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -213,6 +234,7 @@ def _encode(benchmark: Benchmark, tokenizer, items: Sequence[Item], chat: bool
                                   f"an empty continuation {text!r} after tokenisation")
         targets[owner].append(tuple(ids))
         chars[owner].append(max(1, len(text)))
+    detector_hash = _detector_hash(benchmark)
     out = {}
     for i, it in enumerate(items):
         if not prompts[i]:
@@ -220,5 +242,6 @@ def _encode(benchmark: Benchmark, tokenizer, items: Sequence[Item], chat: bool
                                   "prompt after tokenisation (no BOS token either)")
         out[it.id] = EncodedItem(prompt=tuple(prompts[i]), targets=tuple(targets[i]),
                                  target_chars=tuple(chars[i]),
-                                 settings=_item_settings(task_hash, it, fewshots[i], tok_id))
+                                 settings=_item_settings(task_hash, tok_id, it, prompts[i],
+                                                         targets[i], detector_hash))
     return out

@@ -370,7 +370,8 @@ def _language_filter(ctx: RunContext, items: Sequence[Item], texts: Sequence[str
         try:
             detector = make_detector(rule.detector, by_lang)
         except (KeyError, ValueError) as exc:
-            raise EvaluationError(str(exc)) from None
+            # str() of a KeyError is the repr of its message (quoted); show the message itself
+            raise EvaluationError(str(exc.args[0]) if exc.args else str(exc)) from None
         ctx.benchmark._runtime_cache[key] = detector
     return [s if s == 0 or passes_language_rule(text, rule.target or it.language, detector,
                                                  min_words=rule.min_words,

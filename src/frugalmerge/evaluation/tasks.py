@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frugalmerge.evaluation.errors import EvaluationError
+from frugalmerge.evaluation.extract import EXTRACTORS, NORMALIZERS
+from frugalmerge.evaluation.language import DETECTORS
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ class LanguageRule(BaseModel):
     min_words: int = Field(default=3, ge=1)
     undetermined: Literal["pass", "fail"] = "pass"
 
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        # Checked here, not when the first response is judged: that is after all the generation.
+        if value not in DETECTORS:
+            raise ValueError(f"unknown language detector {value!r}; known: {sorted(DETECTORS)}")
+        return value
+
 
 class TaskSpec(BaseModel):
     """How items are prompted and scored. Everything here enters the cache key (settings hash)."""
@@ -143,6 +153,22 @@ class TaskSpec(BaseModel):
             raise ValueError(f"unknown task type {value!r}; known: {sorted(TASK_TYPES)}")
         return value
 
+    @field_validator("extractor")
+    @classmethod
+    def _known_extractor(cls, value: str) -> str:
+        # Checked for every type (not only generative_numeric): a typo should never pass silently,
+        # and the scorer would otherwise fail only after the whole generation.
+        if value not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {value!r}; known: {sorted(EXTRACTORS)}")
+        return value
+
+    @field_validator("normalizer")
+    @classmethod
+    def _known_normalizer(cls, value: str) -> str:
+        if value not in NORMALIZERS:
+            raise ValueError(f"unknown normalizer {value!r}; known: {sorted(NORMALIZERS)}")
+        return value
+
     @model_validator(mode="after")
     def _rule_needs_generation(self) -> TaskSpec:
         if self.language_rule is not None and not TASK_TYPES[self.type].generative:
@@ -180,6 +206,19 @@ class TaskSpec(BaseModel):
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line, ``field: message; ...`` (pydantic's own text spans lines,
+    repeats the input and ends with a URL)."""
+    parts = []
+    for err in exc.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        loc = ".".join(map(str, err["loc"]))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
 def as_task(task: TaskSpec | str | dict[str, Any]) -> TaskSpec:
     """Coerce a task type name or a settings dict into a :class:`TaskSpec`."""
     if isinstance(task, TaskSpec):
@@ -188,8 +227,10 @@ def as_task(task: TaskSpec | str | dict[str, Any]) -> TaskSpec:
         if isinstance(task, str):
             return TaskSpec(type=task)
         return TaskSpec.model_validate(task)
-    except ValueError as exc:
-        raise EvaluationError(f"invalid task settings {task!r}: {exc}") from exc
+    except ValidationError as exc:
+        # Not the settings themselves: for a dict without ``type`` they are the whole merged
+        # default spec, which buries the one field that is wrong.
+        raise EvaluationError(f"invalid task settings: {validation_message(exc)}") from None
 
 
 @dataclass(frozen=True, eq=False)
