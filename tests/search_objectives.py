@@ -77,3 +77,8 @@ def coarse_closeness(recipe: dict[str, Any], split: str = "search") -> tuple[flo
     if split != "search":
         return value, 0.0
     return round(value, 1), 0.05
+
+
+def not_a_number(recipe: dict[str, Any], split: str = "search") -> float:
+    """A broken objective (NaN): the search must refuse it, not rank with it."""
+    return float("nan")

@@ -258,8 +258,39 @@ def test_bad_algorithm_options_and_gene_ranges_fail_before_calibration(tiny_mode
         config_from_dict(_cfg(tiny_models, search={"weight": {"bounds": [0, 1], "per": "layers", "groups": layers + 1}}))
     with pytest.raises(ConfigError, match="benchmarks: expected a mapping"):
         config_from_dict(_cfg(tiny_models, benchmarks=["x"]))
-    with pytest.raises(ConfigError, match="bounds must be finite"):
+    with pytest.raises(ConfigError, match="weight.bounds.1: Input should be a finite number"):
         config_from_dict(_cfg(tiny_models, search={"weight": {"bounds": [0, float("inf")]}}))
+
+
+def test_config_mistakes_fail_before_any_work(tiny_models, tmp_path):
+    """Each of these used to be silent (a model dropped, NaN results) or a traceback after the
+    calibration was paid for."""
+    from frugalmerge.search.errors import SearchError
+
+    a, b = tiny_models["model_a"], tiny_models["model_b"]
+    twins = tmp_path / "x" / a.name
+    twins.parent.mkdir()
+    twins.symlink_to(b, target_is_directory=True)
+    with pytest.raises(ConfigError, match=f"two entries are named {a.name!r}"):
+        config_from_dict(_cfg(tiny_models, models=[str(a), str(twins)]))
+    with pytest.raises(ConfigError, match="'x' and 'y' are the same model"):
+        config_from_dict(_cfg(tiny_models, models={"x": str(a), "y": str(a)}))
+    for seed in (-1, 2**64):
+        with pytest.raises(ConfigError, match="seed"):
+            config_from_dict(_cfg(tiny_models, seed=seed))
+    with pytest.raises(ConfigError, match="decodes to are invalid: parameters.normalize: .*expected a boolean"):
+        config_from_dict(_cfg(tiny_models, global_search={"normalize": {"bounds": [0, 1]}}))
+    with pytest.raises(ConfigError, match="fidelity.surrogate_ucb_z: Input should be a finite number"):
+        config_from_dict(_cfg(tiny_models, fidelity={"surrogate": "gp", "surrogate_ucb_z": float("inf")}))
+    with pytest.raises(ConfigError, match="cannot import function ':closeness': ValueError"):
+        config_from_dict(_cfg(tiny_models, objectives=[{"name": "f", "function": ":closeness"}]))
+    cfg = config_from_dict(_cfg(tiny_models, objectives=[{"name": "f", "function": "search_objectives:not_a_number"}]))
+    with pytest.raises(SearchError, match="not_a_number returned nan: the score must be finite"):
+        run_search(cfg, tmp_path / "nan", quiet=True)
+    # a budget the calibration already used up still runs one generation and reports a best merge
+    cfg = config_from_dict(_cfg(tiny_models, budget={"generations": 5, "max_items": 1}))
+    assert run_search(cfg, tmp_path / "tight", quiet=True)["generations"] == 1
+    assert (tmp_path / "tight" / "best.json").is_file()
 
 
 def test_item_budget_stops_early(tiny_models, tmp_path):

@@ -251,7 +251,9 @@ def check_compatible(ckpts: dict[str, Checkpoint], *, allow_vocab_mismatch: bool
                 continue
             a, b = ref.shapes[name], ck.shapes[stored]
             if a != b and not (allow_vocab_mismatch and name in VOCAB_TENSORS and a[1:] == b[1:]):
-                hint = " (vocabularies differ: set tokenizer_source: base)" if name in VOCAB_TENSORS else ""
+                # only the token axis differs: a vocabulary mismatch, which tokenizer_source resolves
+                vocab = name in VOCAB_TENSORS and a[1:] == b[1:]
+                hint = " (vocabularies differ: set tokenizer_source: base)" if vocab else ""
                 raise IncompatibleModelsError(
                     f"shape mismatch for {name}: {list(a)} in {ref_key} vs {list(b)} in {key}{hint}"
                 )

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +61,8 @@ STACKING_METHOD = "passthrough"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN/Inf in any config number: .inf z-scores or tie-breaks turned every told value into NaN
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class GeneSpec(_Frozen):
@@ -81,8 +81,6 @@ class GeneSpec(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> GeneSpec:
         lo, hi = self.bounds
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"bounds must be finite numbers, got [{lo}, {hi}]")
         if not lo < hi:
             raise ValueError(f"bounds must be increasing (low < high), got [{lo}, {hi}]")
         if self.per == "filters" and not self.filters:
@@ -302,7 +300,7 @@ class SearchConfig(_Frozen):
     """A complete, validated search configuration (paths absolute)."""
 
     name: str = "search"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**63)  # numpy, python and torch all accept this range
     zoo: Path | None = None
     base_model: str | None = None
     models: dict[str, str]
@@ -377,10 +375,22 @@ def _resolve_models(raw: dict[str, Any], root: Path, zoo_models: dict[str, Path]
 
     models = raw.get("models")
     if isinstance(models, (list, tuple)):
-        models = {(Path(str(m)).name if str(m) not in zoo_models else str(m)): m for m in models}
+        named: dict[str, Any] = {}
+        for m in models:
+            name = Path(str(m)).name if str(m) not in zoo_models else str(m)
+            if name in named:  # two folders called alike would silently collapse into one model
+                raise ConfigError(f"config: models: two entries are named {name!r} ({named[name]!r}, {m!r}); "
+                                  "give `models` as a mapping {name: path}")
+            named[name] = m
+        models = named
     if not isinstance(models, dict) or not models:
         raise ConfigError("config: `models` must list at least one model")
     raw["models"] = {str(name): resolve(str(ref), f"models.{name}") for name, ref in models.items()}
+    by_path: dict[str, str] = {}
+    for name, path in raw["models"].items():
+        if path in by_path:
+            raise ConfigError(f"config: models: {by_path[path]!r} and {name!r} are the same model ({path})")
+        by_path[path] = name
     if raw.get("base_model") is not None:
         raw["base_model"] = resolve(str(raw["base_model"]), "base_model")
 
@@ -478,8 +488,33 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
         from frugalmerge.search.algorithms import check_algorithm
         from frugalmerge.search.space import SearchSpace
 
-        check_algorithm(cfg.algorithm.name, len(cfg.objectives), SearchSpace(cfg).n_var)
+        space = SearchSpace(cfg)
+        check_algorithm(cfg.algorithm.name, len(cfg.objectives), space.n_var)
+        _check_decoded_recipes(space)
     _check_objectives(cfg, check_paths=check_paths)
+
+
+def _check_decoded_recipes(space: Any) -> None:
+    """Decode the corners and the centre of the genotype box and validate them as merge recipes,
+    so a value the merge methods refuse (a searched boolean, a fixed density of 5, dtype int7)
+    fails here and not inside calibration, after the sources were paid for."""
+    import numpy as np
+    from pydantic import ValidationError
+
+    from frugalmerge.merging.errors import MergeError
+    from frugalmerge.search.space import to_merge_recipe
+
+    for x in (np.zeros(space.n_var), np.full(space.n_var, 0.5), np.ones(space.n_var)):
+        try:
+            to_merge_recipe(space.decode(x))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"config: the merge recipes it decodes to are invalid"
+                              f"{' at ' + loc if loc else ''}: {msg}") from None
+        except MergeError as exc:
+            raise ConfigError(f"config: the merge recipes it decodes to are invalid: {exc}") from None
 
 
 def _check_merge_parameters(cfg: SearchConfig) -> None:
@@ -584,6 +619,19 @@ def _check_estimator(obj: ObjectiveSpec) -> None:
     if obj.estimator not in known:
         raise ConfigError(f"config: objective {obj.name!r}: unknown estimator {obj.estimator!r} "
                           f"(known: {', '.join(known)})")
+    # Parameters and subset names fail here, not after the calibration responses were paid for.
+    from frugalmerge.estimators import EstimatorError, make_estimator
+    from frugalmerge.subsets.core import SUBSETS
+    from frugalmerge.subsets import strategies  # noqa: F401  (registers the strategies)
+
+    try:
+        make_estimator(obj.estimator, **obj.estimator_params)
+    except EstimatorError as exc:
+        raise ConfigError(f"config: objective {obj.name!r}: estimator_params: {exc}") from None
+    for subset in (obj.subset, obj.estimator_params.get("subset")):
+        if subset is not None and subset not in SUBSETS:
+            raise ConfigError(f"config: objective {obj.name!r}: unknown subset strategy {subset!r} "
+                              f"(known: {', '.join(sorted(SUBSETS))})")
 
 
 def resolve_function(spec: str, objective: str) -> Any:
@@ -594,8 +642,12 @@ def resolve_function(spec: str, objective: str) -> Any:
     try:
         module = importlib.import_module(module_name)
         fn = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"config: objective {objective!r}: cannot import function {spec!r}: {exc}") from None
+    except (ImportError, AttributeError, ValueError, SyntaxError) as exc:  # ValueError: ':fn' (no module)
+        raise ConfigError(f"config: objective {objective!r}: cannot import function {spec!r}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise ConfigError(f"config: objective {objective!r}: importing {module_name!r} failed: "
+                          f"{type(exc).__name__}: {exc}") from None
     if not callable(fn):
         raise ConfigError(f"config: objective {objective!r}: {spec!r} is not callable")
     return fn

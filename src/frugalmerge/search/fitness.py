@@ -189,14 +189,25 @@ class FunctionObjective(Objective):
         self.fn = resolve_function(spec.function or "", spec.name)
 
     def _call(self, recipe: dict[str, Any], split: str) -> tuple[float, float]:
-        """The function's (value, standard error): it returns a score, or a (score, se) pair."""
-        out = self.fn(recipe, split=split)
-        if isinstance(out, (tuple, list)):
-            if len(out) != 2:
-                raise SearchError(f"objective {self.name!r}: {self.spec.function} must return a score or a "
-                                  f"(score, se) pair, got {len(out)} values")
-            return float(out[0]), float(out[1])
-        return float(out), 0.0
+        """The function's (value, standard error): it returns a score, or a (score, se) pair.
+        Anything else (a failure, a NaN that would poison the optimiser and best.json, a negative
+        SE) is one :class:`SearchError` naming the function."""
+        where = f"objective {self.name!r}: {self.spec.function}"
+        try:
+            out = self.fn(recipe, split=split)
+        except Exception as exc:  # the user's function failed: one line, not a traceback
+            raise SearchError(f"{where} raised {type(exc).__name__}: {exc}") from None
+        pair = isinstance(out, (tuple, list))
+        if pair and len(out) != 2:
+            raise SearchError(f"{where} must return a score or a (score, se) pair, got {len(out)} values")
+        raw_value, raw_se = (out[0], out[1]) if pair else (out, 0.0)
+        try:
+            value, se = float(raw_value), float(raw_se)
+        except (TypeError, ValueError):
+            raise SearchError(f"{where} must return numbers, got {out!r}") from None
+        if not (math.isfinite(value) and math.isfinite(se)) or se < 0:
+            raise SearchError(f"{where} returned {out!r}: the score must be finite and the SE finite and >= 0")
+        return value, se
 
     def evaluate(self, recipe: dict[str, Any], key: str) -> Score:
         return Score(*self._call(recipe, "search"), 1)

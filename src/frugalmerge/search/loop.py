@@ -321,7 +321,9 @@ class SearchRun:
         budget = self.config.budget
         if state.generation >= budget.generations:
             return False
-        return budget.max_items is None or state.items < budget.max_items
+        # At least one generation even when calibration used up max_items: a run must end with a
+        # candidate to report (it stopped with nothing and failed in the final stage).
+        return budget.max_items is None or state.items < budget.max_items or state.generation == 0
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
