@@ -154,6 +154,9 @@ def test_build_cards_then_search_with_card_promotion_and_final_rescoring(smoke_z
     assert all(r["items"] == 4 for r in log if "promotion" not in r)
     # final re-scoring: 2 candidates on every search item
     assert result["promotion_items"] == 2 * len(search_ids)
+    total = result["items_evaluated"] + result["promotion_items"]  # the report's ratio counts both
+    assert (f"items evaluated by this search: **{total:,}** ({result['items_evaluated']:,} during the generations"
+            in (tmp_path / "run" / "report.md").read_text())
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     # the chosen merge is one of the re-scored ones; its value is a whole-split mean
     value = best["promoted"]["math_de"]["value"]

@@ -44,8 +44,10 @@ def evolve(
     except _known_errors() as exc:
         _fail(exc)
         return
-    typer.echo(f"{cfg.name}: {summary['candidates']} candidates, {summary['items_evaluated']:,} items evaluated "
-               f"(full fitness: {summary['items_full_fitness']:,}); report: {Path(out) / 'report.md'}")
+    promo = int(summary.get("promotion_items") or 0)
+    typer.echo(f"{cfg.name}: {summary['candidates']} candidates, {summary['items_evaluated'] + promo:,} items evaluated "
+               + (f"(incl. {promo:,} in the final re-scoring) " if promo else "")
+               + f"(full fitness: {summary['items_full_fitness']:,}); report: {Path(out) / 'report.md'}")
 
 
 def demo(

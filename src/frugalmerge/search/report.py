@@ -33,10 +33,15 @@ def write_report(run: SearchRun, state: SearchState, summary: dict[str, Any],
         lines.append(f"- estimator calibration: responses of the sources ({cfg.calibration.include_sources}), the base "
                      f"({cfg.calibration.include_base}) and {cfg.calibration.random_merges} seeded random merges on the "
                      f"calibration pool: {summary['calibration_items']:,} items, counted below")
+    # The final promotion's re-scoring is part of choosing the merge: it counts in the ratio.
+    promo = int(summary.get("promotion_items") or 0)
+    total = summary["items_evaluated"] + promo
     lines += [
-              f"- items evaluated by this search: **{summary['items_evaluated']:,}**; the same search with "
-              f"full-benchmark fitness: {summary['items_full_fitness']:,} "
-              f"({summary['items_full_fitness'] / max(summary['items_evaluated'], 1):.1f}x more)",
+              f"- items evaluated by this search: **{total:,}**"
+              + (f" ({summary['items_evaluated']:,} during the generations + {promo:,} final re-scoring)"
+                 if promo else "")
+              + f"; the same search with full-benchmark fitness: {summary['items_full_fitness']:,} "
+              f"({summary['items_full_fitness'] / max(total, 1):.1f}x more)",
               f"- time: search {summary['search_seconds']:.1f} s, final stage {summary['final_seconds']:.1f} s", ""]
     if summary.get("evolved") is not None:
         lines += ["## True accuracy on the held-out test split", "",
