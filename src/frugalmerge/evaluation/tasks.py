@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from frugalmerge.evaluation.errors import EvaluationError
 from frugalmerge.evaluation.extract import EXTRACTORS, NORMALIZERS
@@ -146,27 +146,15 @@ class TaskSpec(BaseModel):
     graded_measure: Literal["token_accuracy", "token_probability"] = "token_accuracy"
     language_rule: LanguageRule | None = None
 
-    @field_validator("type")
+    @field_validator("type", "extractor", "normalizer")
     @classmethod
-    def _known_type(cls, value: str) -> str:
-        if value not in TASK_TYPES:
-            raise ValueError(f"unknown task type {value!r}; known: {sorted(TASK_TYPES)}")
-        return value
-
-    @field_validator("extractor")
-    @classmethod
-    def _known_extractor(cls, value: str) -> str:
-        # Checked for every type (not only generative_numeric): a typo should never pass silently,
-        # and the scorer would otherwise fail only after the whole generation.
-        if value not in EXTRACTORS:
-            raise ValueError(f"unknown extractor {value!r}; known: {sorted(EXTRACTORS)}")
-        return value
-
-    @field_validator("normalizer")
-    @classmethod
-    def _known_normalizer(cls, value: str) -> str:
-        if value not in NORMALIZERS:
-            raise ValueError(f"unknown normalizer {value!r}; known: {sorted(NORMALIZERS)}")
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
+        # Extractor and normalizer are checked for every type (not only the generative ones): a
+        # typo should never pass silently, and the scorer would otherwise fail after the generation.
+        registry = {"type": TASK_TYPES, "extractor": EXTRACTORS, "normalizer": NORMALIZERS}[info.field_name]
+        if value not in registry:
+            what = "task type" if info.field_name == "type" else info.field_name
+            raise ValueError(f"unknown {what} {value!r}; known: {sorted(registry)}")
         return value
 
     @model_validator(mode="after")
