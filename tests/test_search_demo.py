@@ -114,11 +114,19 @@ def test_adaptive_testing_objective(smoke_zoo, tmp_path):
     assert result["items_evaluated"] == result["calibration_items"] + 4 * len(log)
 
 
-def test_unknown_estimator_and_language_rule_errors(smoke_zoo):
+def test_unknown_estimator_and_language_rule_errors(smoke_zoo, tmp_path):
     with pytest.raises(ConfigError, match="unknown estimator 'oracle'"):
         config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "estimator": "oracle"}]))
     with pytest.raises(ConfigError, match="language"):
         config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "language_fidelity": True}]))
+    with pytest.raises(ConfigError, match="estimator_params: .*unknown parameter 'bogus'"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de",
+                                                      "estimator_params": {"bogus": 1}}]))
+    broken = tmp_path / "card"
+    broken.mkdir()
+    (broken / "card.json").write_text('{"hello": 1}')
+    with pytest.raises(ConfigError, match="objective 'm': card .*unsupported card format"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "card": str(broken)}]))
 
 
 def test_quick_demo_writes_contract_summary_and_rerunnable_configs(smoke_zoo, tmp_path):

@@ -586,6 +586,14 @@ def _check_objectives(cfg: SearchConfig, *, check_paths: bool) -> None:
             _check_estimator(obj)
             if obj.card is not None and check_paths and not (Path(obj.card) / "card.json").is_file():
                 raise ConfigError(f"config: objective {obj.name!r}: no estimator card at {obj.card} (no card.json)")
+            if obj.card is not None and check_paths:
+                # A broken card fails here, not after the other objectives' calibration was paid for.
+                from frugalmerge.estimators import EstimatorError, load_card
+
+                try:
+                    load_card(obj.card)
+                except EstimatorError as exc:
+                    raise ConfigError(f"config: objective {obj.name!r}: card {obj.card}: {exc}") from None
             if obj.language_fidelity:
                 try:
                     objective_task(obj, cfg.benchmarks[obj.benchmark])
