@@ -44,15 +44,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_parents(path: str | Path, what: str = "output path") -> None:
+    """Refuse ``path`` when one of its parent folders is a file (it could never be created)."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputInUseError(f"{what} {path}: {parent} is a file, not a directory")
+
+
 def check_output_file(path: str | Path) -> None:
     """Fail early (before hours of work) when ``path`` cannot become a file: it is a directory, or
     one of its parents is a file."""
     path = Path(path)
     if path.is_dir():
         raise OutputInUseError(f"output file {path} is an existing directory")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise OutputInUseError(f"output file {path}: {parent} is a file, not a directory")
+    check_parents(path, "output file")
 
 
 def check_replaceable(out_dir: str | Path, marker: str) -> None:
@@ -78,9 +84,7 @@ def atomic_dir(out_dir: str | Path, *, marker: str) -> Iterator[Path]:
     """
     out = Path(out_dir).resolve()
     check_replaceable(out, marker)
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise OutputInUseError(f"output path {out}: {parent} is a file, not a directory")
+    check_parents(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -320,7 +320,7 @@ class Default(_IRTBased):
         self.stack_mu_ = x[:, :s].mean(axis=0)
         self.stack_sigma_ = x[:, :s].std(axis=0).clip(1e-9)
         xs = (x[:, :s] - self.stack_mu_) / self.stack_sigma_
-        inner = max(2, min(3 if n >= 2000 else folds, n))
+        inner = 3 if n >= 2000 else folds  # fold_splits clips it to [2, n]
         oof_lin = np.empty(n)
         oof_hgb = np.empty(n)
         for keep, held in fold_splits(n, inner, seed + 2):

@@ -629,8 +629,7 @@ def _check_estimator(obj: ObjectiveSpec) -> None:
                           f"(known: {', '.join(known)})")
     # Parameters and subset names fail here, not after the calibration responses were paid for.
     from frugalmerge.estimators import EstimatorError, make_estimator
-    from frugalmerge.subsets.core import SUBSETS
-    from frugalmerge.subsets import strategies  # noqa: F401  (registers the strategies)
+    from frugalmerge.subsets import SUBSETS  # the package import registers every strategy
 
     try:
         make_estimator(obj.estimator, **obj.estimator_params)

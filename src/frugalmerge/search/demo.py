@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from frugalmerge._atomic import OutputInUseError, check_parents
 from frugalmerge.search.errors import SearchError
 from frugalmerge.search.store import CHECKPOINT, atomic_write_text, write_json
 
@@ -187,9 +188,12 @@ def print_table(summary: dict[str, Any], console: Any) -> None:
 def _check_demo_out(out: Path, showcases: set[str]) -> None:
     """``out`` must be new, empty, or an earlier demo's output (only showcase folders and
     ``summary.json`` at its top): the demo rewrites those and must not touch anything else."""
-    for parent in (out, *out.parents):
-        if parent.exists() and not parent.is_dir():
-            raise SearchError(f"demo --out {out}: {parent} is a file, not a directory")
+    if out.exists() and not out.is_dir():
+        raise SearchError(f"demo --out {out} is a file, not a directory")
+    try:
+        check_parents(out, "demo --out")
+    except OutputInUseError as exc:
+        raise SearchError(str(exc)) from None
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in showcases | {"summary.json"})
         if foreign:
