@@ -254,6 +254,11 @@ def test_bad_algorithm_options_and_gene_ranges_fail_before_calibration(tiny_mode
         config_from_dict(_cfg(tiny_models, method="ties", search={"weight": {"bounds": [0, 1]},
                                                                    "density": {"bounds": [0.2, 3.0]}}))
     layers = model_num_layers(tiny_models["base"])
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "config.json").write_text("[4]")
+    with pytest.raises(ConfigError, match="listed/config.json: expected a JSON object, got list"):
+        model_num_layers(listed)
     with pytest.raises(ConfigError, match=f"weight: groups {layers + 1} exceeds the models' {layers} layers"):
         config_from_dict(_cfg(tiny_models, search={"weight": {"bounds": [0, 1], "per": "layers", "groups": layers + 1}}))
     with pytest.raises(ConfigError, match="benchmarks: expected a mapping"):

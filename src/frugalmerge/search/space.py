@@ -38,8 +38,10 @@ def model_num_layers(model_dir: str | Path) -> int:
     path = Path(model_dir) / "config.json"
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(cfg, dict):  # as merging.Checkpoint: anything but an object has no keys to read
+        raise ConfigError(f"{path}: expected a JSON object, got {type(cfg).__name__}")
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         if isinstance(cfg.get(key), int):
             return int(cfg[key])
