@@ -193,12 +193,15 @@ def _config(raw: dict[str, Any], args: argparse.Namespace, seed: int, variant: V
            "name": f"{raw['name']}-{'full' if variant is None else _slug(variant.label)}-seed{seed}"}
     if variant is None:
         return cfg
+    # Rotating items and cards use no estimator of the config (a card has its own, and its own
+    # items unless tested adaptively, where k is the test length): those settings are dropped.
+    bare = [{kk: v for kk, v in o.items() if kk not in ("k", "estimator")} for o in objectives]
     if variant.rotating:
-        cfg["objectives"] = [{**o, "rotating": variant.rotating} for o in objectives]
+        cfg["objectives"] = [{**o, "rotating": variant.rotating} for o in bare]
     if variant.card:
         folder = Path(variant.cards) if variant.cards else cards
         cfg["objectives"] = [{**o, "card": str(folder.resolve() / o["benchmark"]),
-                              **({"adaptive": True} if variant.adaptive else {})} for o in objectives]
+                              **({"adaptive": True, "k": args.k} if variant.adaptive else {})} for o in bare]
     if variant.promote:
         cfg["fidelity"] = {"promote_per_generation": variant.promote, "k": variant.promote_k,
                            **({"racing_z": variant.race_z} if variant.race_z is not None else {})}

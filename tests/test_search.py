@@ -120,6 +120,12 @@ def test_decoded_recipes_validate_as_merge_recipes(tiny_models):
     ({"objectives": [{"name": "f", "function": "search_objectives:nope"}]}, "cannot import function"),
     ({"fidelity": {"surrogate": "kriging"}}, "fidelity.surrogate: unknown surrogate 'kriging'"),
     ({"fidelity": {"surrogate_ucb_z": 1.0}}, "need fidelity.surrogate"),
+    # fixed values no method reads were dropped from every recipe without a word
+    ({"fixed": {"parameters": {"normalise": False}}}, "fixed.parameters.normalise: parameter not used"),
+    ({"fixed": {"parameters": {"weight": 0.5}}}, "it is a per-model parameter: put it under fixed.model_parameters"),
+    ({"fixed": {"model_parameters": {"normalize": True}}}, "it is a global parameter: put it under fixed.parameters"),
+    ({"global_search": {"lambda": {"bounds": [0.5, 1.5]}}, "fixed": {"parameters": {"lambda": 1.0}}},
+     "lambda is both searched and fixed"),
 ])
 def test_bad_configs_raise_one_clear_error(tiny_models, over, message):
     with pytest.raises(ConfigError) as err:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from frugalmerge.search.config import config_from_dict, load_config
-from frugalmerge.search.errors import ConfigError
+from frugalmerge.search.errors import ConfigError, SearchError
 from frugalmerge.search.loop import run_search
 
 
@@ -196,6 +196,43 @@ def test_estimator_card_objective_needs_no_calibration(smoke_zoo, tmp_path):
     assert all(r["items"] == 6 for r in log)
     with pytest.raises(ConfigError, match="no estimator card"):
         config_from_dict(_raw(smoke_zoo, objectives=[{"name": "m", "benchmark": "math_de", "card": str(tmp_path / "nope")}]))
+    # Settings the card overrides were ignored without a word; now they must agree with it.
+    card = {"name": "m", "benchmark": "math_de", "card": str(tmp_path / "card")}
+    for extra, message in (({"estimator": "mpirt"}, "estimator 'mpirt', but card .* holds a fitted 'random_mean'"),
+                           ({"k": 9}, "k = 9, but card .* selects 6 items"),
+                           ({"subset": "random"}, "`subset` is not used with `card`"),
+                           ({"estimator": "full"}, "estimator: full .* excludes `card`")):
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict(_raw(smoke_zoo, objectives=[{**card, **extra}]))
+    config_from_dict(_raw(smoke_zoo, objectives=[{**card, "k": 6, "estimator": "random_mean"}]))  # agreeing: fine
+
+
+def test_settings_a_mode_ignores_and_k_beyond_the_pool_fail_before_calibration(smoke_zoo, tmp_path):
+    from frugalmerge.search.fitness import Fitness
+    from frugalmerge.search.space import SearchSpace
+
+    bench = {"name": "m", "benchmark": "math_de"}
+    with pytest.raises(ConfigError, match="`estimator` is not used with `adaptive`"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "adaptive": True, "estimator": "pirt"}]))
+    with pytest.raises(ConfigError, match="`k` is not used with `rotating`"):
+        config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "rotating": 4, "k": 8}]))
+    # k beyond the items the estimator may draw from (calibration.pool 20): capped silently before
+    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "k": 25}]))
+    with pytest.raises(ConfigError, match=r"k = 25 exceeds the 20 items .*\(calibration.pool: 20\)"):
+        Fitness.build(cfg, SearchSpace(cfg))
+    n = len((smoke_zoo / "benchmarks" / "math_de" / "search.jsonl").read_text().splitlines())
+    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "rotating": n + 1}], calibration={"pool": None}))
+    with pytest.raises(ConfigError, match=f"rotating = {n + 1} exceeds the {n} items"):
+        Fitness.build(cfg, SearchSpace(cfg))
+    # A card of another benchmark's items fails while the run is built, before any calibration.
+    from frugalmerge.estimators import ResponseMatrix, make_estimator, save_card
+
+    ids = [f"elsewhere-{i}" for i in range(8)]
+    matrix = ResponseMatrix(np.eye(8)[:6] * 0 + np.arange(6)[:, None] % 2, tuple(f"m{i}" for i in range(6)), tuple(ids))
+    save_card(make_estimator("random_mean").fit(matrix, k=3, seed=0), matrix, tmp_path / "card")
+    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "card": str(tmp_path / "card")}]))
+    with pytest.raises(SearchError, match="selects item 'elsewhere-.*not in the search split of 'math_de'"):
+        Fitness.build(cfg, SearchSpace(cfg))
 
 
 def test_rotating_items_per_candidate_with_surrogate(smoke_zoo, tmp_path):

@@ -75,6 +75,7 @@ def test_stacked_recipe_materializes_in_the_engine(tiny_models):
     ({"method": "ties", "base_model": None}, "stacking: needs `method: passthrough`"),
     ({"stacking": None}, "needs a `stacking:` section"),
     ({"search": {"weight": {"bounds": [0, 1]}}}, "do not apply to layer stacking"),
+    ({"fixed": {"parameters": {"normalize": False}}}, "`fixed` merge parameters do not apply to layer stacking"),
     ({"stacking": {"models": ["model_c"]}}, "unknown model 'model_c'"),
     ({"stacking": {"scale": [1.5, 0.5]}}, "scale bounds must be increasing"),
     ({"method": {"choices": ["passthrough", "ties"]}}, "cannot be one of several method choices"),

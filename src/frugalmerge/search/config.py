@@ -192,7 +192,37 @@ class ObjectiveSpec(_Frozen):
                              "`card` and `adaptive`")
         if self.function is not None and ":" not in self.function:
             raise ValueError(f"objective {self.name!r}: function must look like 'module:attribute', got {self.function!r}")
+        self._check_unused_settings()
         return self
+
+    def non_defaults(self) -> set[str]:
+        """Fields whose value is not the default (a saved config.yaml spells every field out, so
+        "given" cannot mean "present in the YAML")."""
+        return {name for name, field in type(self).model_fields.items()
+                if getattr(self, name) != field.get_default(call_default_factory=True)}
+
+    def _check_unused_settings(self) -> None:
+        """Settings the chosen mode would ignore are refused rather than dropped without a word
+        (``estimator: mpirt`` next to a card of a ``default`` estimator scored with ``default``)."""
+        given = self.non_defaults()
+        modes = [m for m, on in (("card", self.card is not None), ("adaptive", self.adaptive),
+                                 ("rotating", bool(self.rotating))) if on]
+        if self.estimator == "full" and modes:
+            raise ValueError(f"objective {self.name!r}: estimator: full evaluates the whole search split; "
+                             f"it excludes `{modes[0]}`")
+        if not modes:
+            return
+        # A card fixes its estimator and items (the card's own estimator and k are compared with
+        # `estimator` and `k` once the card is read); adaptive testing and rotating items use none.
+        unused = {"subset", "estimator_params"} | ({"estimator"} if self.card is None else set())
+        if self.rotating:
+            unused.add("k")
+        for key in ("estimator", "subset", "estimator_params", "k"):
+            if key in unused and key in given:
+                why = {"card": "the card fixes its estimator and items",
+                       "adaptive": "adaptive testing estimates by p-IRT on the calibrated 2PL model",
+                       "rotating": f"rotating items score each candidate on its own {self.rotating} items"}[modes[0]]
+                raise ValueError(f"objective {self.name!r}: `{key}` is not used with `{modes[0]}` ({why}); drop it")
 
 
 class BenchmarkSpec(_Frozen):
@@ -533,7 +563,25 @@ def _check_merge_parameters(cfg: SearchConfig) -> None:
         if pname not in gused:
             raise ConfigError(f"config: global_search.{pname}: parameter not used by method(s) "
                               f"{list(cfg.method.choices)} (they use {sorted(gused)})")
+        if pname in cfg.fixed.parameters:
+            raise ConfigError(f"config: {pname} is both searched and fixed")
+    _check_fixed(cfg, used, gused)
     _check_gene_ranges(cfg)
+
+
+def _check_fixed(cfg: SearchConfig, used: set[str], gused: set[str]) -> None:
+    """A fixed value no chosen method reads would be dropped from every recipe without a word
+    (a typo such as ``normalise``, or mergekit's top-level ``density`` default): refused."""
+    methods = list(cfg.method.choices)
+    for section, names, known, other, where in (
+            ("model_parameters", cfg.fixed.model_parameters, used, gused, "parameters"),
+            ("parameters", cfg.fixed.parameters, gused, used, "model_parameters")):
+        for pname in names:
+            if pname in known:
+                continue
+            hint = (f"; it is a {'global' if section == 'model_parameters' else 'per-model'} parameter: "
+                    f"put it under fixed.{where}" if pname in other else f" (they use {sorted(known)})")
+            raise ConfigError(f"config: fixed.{section}.{pname}: parameter not used by method(s) {methods}{hint}")
 
 
 def _check_gene_ranges(cfg: SearchConfig) -> None:
@@ -565,6 +613,9 @@ def _check_stacking(cfg: SearchConfig) -> None:
     if cfg.search or cfg.global_search:
         raise ConfigError("config: stacking: `search`/`global_search` parameters do not apply to layer "
                           "stacking (its genes are the stacking slots)")
+    if cfg.fixed.model_parameters or cfg.fixed.parameters:
+        raise ConfigError("config: stacking: `fixed` merge parameters do not apply to layer stacking "
+                          "(a passthrough copies layers; scale them with stacking.scale)")
     for name in cfg.stacking.models:
         if name not in cfg.models:
             raise ConfigError(f"config: stacking.models: unknown model {name!r} (models: {sorted(cfg.models)})")
@@ -591,9 +642,10 @@ def _check_objectives(cfg: SearchConfig, *, check_paths: bool) -> None:
                 from frugalmerge.estimators import EstimatorError, load_card
 
                 try:
-                    load_card(obj.card)
+                    _, card = load_card(obj.card)
                 except EstimatorError as exc:
                     raise ConfigError(f"config: objective {obj.name!r}: card {obj.card}: {exc}") from None
+                _check_card_agrees(obj, card)
             if obj.language_fidelity:
                 try:
                     objective_task(obj, cfg.benchmarks[obj.benchmark])
@@ -602,6 +654,18 @@ def _check_objectives(cfg: SearchConfig, *, check_paths: bool) -> None:
                     raise ConfigError(f"config: objective {obj.name!r}: language_fidelity: {msg}") from None
         else:
             resolve_function(obj.function or "", obj.name)
+
+
+def _check_card_agrees(obj: ObjectiveSpec, card: dict[str, Any]) -> None:
+    """An `estimator` or `k` given next to a card must be the card's (else the config says one
+    thing and the run does another). With `adaptive`, k is the test length, not the card's."""
+    given = obj.non_defaults()
+    if "estimator" in given and obj.estimator != card["estimator"]:
+        raise ConfigError(f"config: objective {obj.name!r}: estimator {obj.estimator!r}, but card {obj.card} holds "
+                          f"a fitted {card['estimator']!r} estimator (drop `estimator`: the card's is used)")
+    if "k" in given and not obj.adaptive and obj.k != len(card["selected_item_ids"]):
+        raise ConfigError(f"config: objective {obj.name!r}: k = {obj.k}, but card {obj.card} selects "
+                          f"{len(card['selected_item_ids'])} items (drop `k`: the card's items are used)")
 
 
 def objective_task(obj: ObjectiveSpec, bench: BenchmarkSpec) -> Any:

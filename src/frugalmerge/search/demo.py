@@ -97,10 +97,9 @@ def showcase_configs(zoo: Any, *, quick: bool = False,
 
 
 def _objective(name: str, k: int, cards: Mapping[str, Path] | None) -> dict[str, Any]:
-    obj: dict[str, Any] = {"name": name, "benchmark": name, "k": k, "estimator": ESTIMATOR}
-    if cards and name in cards:
-        obj["card"] = str(cards[name])
-    return obj
+    if cards and name in cards:  # the card fixes the estimator and its k items
+        return {"name": name, "benchmark": name, "card": str(cards[name])}
+    return {"name": name, "benchmark": name, "k": k, "estimator": ESTIMATOR}
 
 
 def _all_carded(objectives: Any, cards: Mapping[str, Path] | None) -> bool:

@@ -239,6 +239,7 @@ class BenchmarkObjective(Objective):
         #: the card's items are scored the same way, the full split and the test split stay 0/1.
         self.scoring: dict[str, Any] = {}
         self._estimate_bench: Any = None
+        self._card_ready = False
 
     # data
     def _load(self, split: str) -> Any:
@@ -295,6 +296,29 @@ class BenchmarkObjective(Objective):
                 msg = " ".join(str(exc).split())
                 raise ConfigError(f"objective {self.name!r}: cannot load the {split} split of benchmark "
                                   f"{self.spec.benchmark!r}: {msg}") from None
+        if self.full:
+            return
+        n_items = len(self.search_bench.items)
+        if self.spec.card is not None:
+            # The card's items, scoring and training data are checked against the split now, not
+            # after the other objectives' calibration was paid for.
+            self._load_card([item.id for item in self.search_bench.items])
+            if self.spec.adaptive:
+                self._adaptive_from_card()
+                if self.spec.k > len(self.pool):
+                    raise ConfigError(f"objective {self.name!r}: k = {self.spec.k} exceeds the {len(self.pool)} "
+                                      f"items of card {self.spec.card}'s training responses (the adaptive "
+                                      "test's pool); lower it")
+            self._card_ready = True
+            return
+        cap = self.config.calibration.pool
+        pool = n_items if cap is None else min(cap, n_items)
+        where = f"the {n_items} items of the search split of {self.spec.benchmark!r}" + (
+            f" (calibration.pool: {cap})" if pool < n_items else "")
+        wanted = ("rotating", self.spec.rotating) if self.spec.rotating else ("k", self.spec.k)
+        if wanted[1] > pool:
+            raise ConfigError(f"objective {self.name!r}: {wanted[0]} = {wanted[1]} exceeds the {pool} items it "
+                              f"can draw from, {where}; lower it, or use `estimator: full` to score them all")
 
     def _responses(self, bench: Any, recipe: dict[str, Any], key: str, item_ids: list[str] | None) -> dict[str, float]:
         from frugalmerge.evaluation import evaluate
@@ -397,9 +421,10 @@ class BenchmarkObjective(Objective):
             self.pool, self.items = all_ids, []
             return 0
         if self.spec.card is not None:
-            self._load_card(all_ids)
-            if self.spec.adaptive:
-                self._adaptive_from_card()
+            if not self._card_ready:  # check() read it already
+                self._load_card(all_ids)
+                if self.spec.adaptive:
+                    self._adaptive_from_card()
             return 0
         from frugalmerge.estimators import ResponseMatrix, make_estimator
 
