@@ -126,6 +126,9 @@ def test_decoded_recipes_validate_as_merge_recipes(tiny_models):
     ({"fixed": {"model_parameters": {"normalize": True}}}, "it is a global parameter: put it under fixed.parameters"),
     ({"global_search": {"lambda": {"bounds": [0.5, 1.5]}}, "fixed": {"parameters": {"lambda": 1.0}}},
      "lambda is both searched and fixed"),
+    # a filter matching no tensor (GPT-2 says attn, not self_attn) left its genes without effect
+    ({"search": {"weight": {"bounds": [0, 1], "per": "filters", "filters": ["self_attn", "c_attn"]}}},
+     "search.weight.filters: 'c_attn' matches no tensor of"),
 ])
 def test_bad_configs_raise_one_clear_error(tiny_models, over, message):
     with pytest.raises(ConfigError) as err:

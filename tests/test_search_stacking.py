@@ -78,6 +78,7 @@ def test_stacked_recipe_materializes_in_the_engine(tiny_models):
     ({"fixed": {"parameters": {"normalize": False}}}, "`fixed` merge parameters do not apply to layer stacking"),
     ({"stacking": {"models": ["model_c"]}}, "unknown model 'model_c'"),
     ({"stacking": {"scale": [1.5, 0.5]}}, "scale bounds must be increasing"),
+    ({"stacking": {"scale": [0.5, 1.5], "scale_filters": ["c_proj"]}}, "stacking.scale_filters: 'c_proj' matches no tensor"),
     ({"method": {"choices": ["passthrough", "ties"]}}, "cannot be one of several method choices"),
 ])
 def test_bad_stacking_configs(tiny_models, over, message):

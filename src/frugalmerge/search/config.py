@@ -521,6 +521,7 @@ def _check_semantics(cfg: SearchConfig, algorithms: list[str], *, check_paths: b
         space = SearchSpace(cfg)
         check_algorithm(cfg.algorithm.name, len(cfg.objectives), space.n_var)
         _check_decoded_recipes(space)
+        _check_filters(cfg)
     _check_objectives(cfg, check_paths=check_paths)
 
 
@@ -545,6 +546,34 @@ def _check_decoded_recipes(space: Any) -> None:
                               f"{' at ' + loc if loc else ''}: {msg}") from None
         except MergeError as exc:
             raise ConfigError(f"config: the merge recipes it decodes to are invalid: {exc}") from None
+
+
+def _check_filters(cfg: SearchConfig) -> None:
+    """Every tensor-name filter of the genes must match a tensor of the models: a filter that
+    matches nothing (``self_attn`` on a GPT-2, whose blocks say ``attn``) leaves its genes without
+    effect, and the search would spend its budget on dimensions that do nothing."""
+    wanted = [(f"{section}.{pname}.filters", f)
+              for section, genes in (("search", cfg.search), ("global_search", cfg.global_search))
+              for pname, gene in genes.items() if gene.per == "filters" for f in gene.filters]
+    model = cfg.base_model or next(iter(cfg.models.values()))
+    if cfg.stacking is not None and cfg.stacking.scale is not None:
+        wanted += [("stacking.scale_filters", f) for f in cfg.stacking.scale_filters]
+        model = cfg.models[(cfg.stacking.models or tuple(cfg.models))[0]]
+    wanted = [(where, f) for where, f in wanted if f != "*"]
+    if not wanted:
+        return
+    from frugalmerge.merging.checkpoint import Checkpoint
+    from frugalmerge.merging.errors import MergeError
+
+    try:
+        names = Checkpoint(model).names
+    except MergeError as exc:
+        raise ConfigError(f"config: cannot read the tensor names of {model}: {exc}") from None
+    for where, f in wanted:
+        if not any(f in name for name in names):
+            example = next((n for n in names if ".0." in n), names[0] if names else "none")
+            raise ConfigError(f"config: {where}: {f!r} matches no tensor of {model} (a filter is a substring of "
+                              f"tensor names, e.g. {example!r}); its genes would have no effect")
 
 
 def _check_merge_parameters(cfg: SearchConfig) -> None:
