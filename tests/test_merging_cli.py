@@ -481,3 +481,19 @@ def test_engine_on_missing_cuda_is_one_merge_error(tiny_models, monkeypatch):
         MergeEngine([str(tiny_models["model_a"])], device="cuda", verbose=False)
     with pytest.raises(MergeError, match="'tpu:x' is not a torch device"):
         MergeEngine([str(tiny_models["model_a"])], device="tpu:x", verbose=False)
+
+
+def test_filter_matching_no_tensor_is_warned_and_the_merge_still_runs(tiny_models, tmp_path):
+    """mergekit skips a filter that matches nothing without a word (a typo merges with the
+    fallback value); the CLI names it. Filters that match (self_attn) or match all (*) are quiet."""
+    m = tiny_models
+    recipe = write_recipe(tmp_path / "r.yml", (
+        f"merge_method: linear\ndtype: float32\nmodels:\n"
+        f"  - model: {m['model_a']}\n    parameters: {{weight: [{{filter: self_atn, value: 0.9}}, "
+        f"{{filter: self_attn, value: 0.8}}, {{filter: '*', value: 0.5}}]}}\n"
+        f"  - model: {m['model_b']}\n    parameters: {{weight: 0.5}}\n"))
+    res = runner.invoke(app, ["merge", str(recipe), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: filter 'self_atn' matches no tensor of {m['model_a']}: its values apply to no tensor"]
+    assert (tmp_path / "out" / "config.json").is_file()

@@ -174,6 +174,20 @@ class MergeRecipe(BaseModel):
         """mergekit YAML text for this recipe."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def filters(self) -> list[str]:
+        """Every tensor-name filter the recipe's parameters use (``*`` and unfiltered values
+        excluded), in order of appearance."""
+        scopes = [self.parameters, *(m.parameters for m in self.models or ())]
+        for sl in self.slices or ():
+            scopes += [sl.parameters, *(src.parameters for src in sl.sources)]
+        found: dict[str, None] = {}
+        for params in scopes:
+            for setting in (params or {}).values():
+                for cond in setting if isinstance(setting, list) else [setting]:
+                    if isinstance(cond, ConditionalParameter) and cond.filter not in (None, "*"):
+                        found[cond.filter] = None
+        return list(found)
+
     def referenced_models(self) -> list[str]:
         """Every model path the recipe refers to, base first, without duplicates."""
         seen: dict[str, None] = {}
