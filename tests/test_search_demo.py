@@ -221,8 +221,11 @@ def test_settings_a_mode_ignores_and_k_beyond_the_pool_fail_before_calibration(s
     with pytest.raises(ConfigError, match=r"k = 25 exceeds the 20 items .*\(calibration.pool: 20\)"):
         Fitness.build(cfg, SearchSpace(cfg))
     n = len((smoke_zoo / "benchmarks" / "math_de" / "search.jsonl").read_text().splitlines())
-    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "rotating": n + 1}], calibration={"pool": None}))
-    with pytest.raises(ConfigError, match=f"rotating = {n + 1} exceeds the {n} items"):
+    # rotating items draw from the whole split, whatever calibration.pool (20) says
+    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "rotating": 25}]))
+    Fitness.build(cfg, SearchSpace(cfg))
+    cfg = config_from_dict(_raw(smoke_zoo, objectives=[{**bench, "rotating": n + 1}]))
+    with pytest.raises(ConfigError, match=f"rotating = {n + 1} exceeds the {n} items it can draw from, the {n} items"):
         Fitness.build(cfg, SearchSpace(cfg))
     # A card of another benchmark's items fails while the run is built, before any calibration.
     from frugalmerge.estimators import ResponseMatrix, make_estimator, save_card

@@ -311,7 +311,9 @@ class BenchmarkObjective(Objective):
                                       "test's pool); lower it")
             self._card_ready = True
             return
-        cap = self.config.calibration.pool
+        # Rotating items draw from the whole split; an estimator (and adaptive testing) from the
+        # calibration pool.
+        cap = None if self.spec.rotating else self.config.calibration.pool
         pool = n_items if cap is None else min(cap, n_items)
         where = f"the {n_items} items of the search split of {self.spec.benchmark!r}" + (
             f" (calibration.pool: {cap})" if pool < n_items else "")
