@@ -270,6 +270,21 @@ def test_bad_models_fail_cleanly(tiny_models, tmp_path, make):
         ("merge_method: ties\nbase_model: {base}\nmodels: [{{model: {a}}}]", "weight"),
         ("merge_method: slerp\nbase_model: {base}\nmodels: [{{model: {a}}}, {{model: {base}}}, {{model: {b}}}]", "slerp"),
         ("merge_method: ties\nmodels: [{{model: {a}\n", "YAML"),
+        # keys mergekit drops silently (the merge then used the fallback value without a word)
+        ("merge_method: ties\nbase_model: {base}\nmodels: [{{model: {a}, densty: 0.3, parameters: {{weight: 1}}}}]",
+         "models.0.densty: Extra inputs are not permitted"),
+        ("merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: [{{filtr: mlp, value: 2}}, {{value: 1}}]}}}}]",
+         "filtr"),
+        ("merge_method: linear\nparamters: {{weight: 1}}\nmodels: [{{model: {a}}}]",
+         "unknown key 'paramters' (did you mean 'parameters'?)"),
+        ("merge_method: linear\nmodels: [{{model: {a}, parameters: {{weigth: 1, weight: 1}}}}]",
+         ".parameters.weigth: no merge method has a parameter 'weigth' (did you mean 'weight'?)"),
+        ("merge_method: linear\ntokenizer: {{source: union}}\nmodels: [{{model: {a}, parameters: {{weight: 1}}}}]",
+         "tokenizer: mergekit's tokenizer block is not supported; use tokenizer_source"),
+        ("merge_method: linear\nchat_template: chatml\nmodels: [{{model: {a}, parameters: {{weight: 1}}}}]",
+         "chat_template: not supported"),
+        ("merge_method: ties\nbase_model: {base}\nparameters: {{density: 0.3}}\nparameters: {{density: 0.9}}\n"
+         "models: [{{model: {a}, parameters: {{weight: 1}}}}]", "duplicate key 'parameters'"),
     ],
 )
 def test_bad_recipes_fail_cleanly(tiny_models, tmp_path, body, culprit):
@@ -497,3 +512,39 @@ def test_filter_matching_no_tensor_is_warned_and_the_merge_still_runs(tiny_model
     warned = [line for line in res.output.splitlines() if line.startswith("warning:")]
     assert warned == [f"warning: filter 'self_atn' matches no tensor of {m['model_a']}: its values apply to no tensor"]
     assert (tmp_path / "out" / "config.json").is_file()
+
+
+def test_another_methods_parameter_is_accepted_as_mergekit_does(tiny_models, tmp_path):
+    """``density`` on ``linear`` is a parameter of other methods (multi-method YAMLs share blocks):
+    ignored, as mergekit does; the output equals the recipe without it."""
+    m = tiny_models
+    body = "merge_method: linear\ndtype: float32\nmodels:\n  - model: {a}\n    parameters: {{weight: 1{extra}}}\n" \
+           "  - model: {b}\n    parameters: {{weight: 1}}\n"
+    with_density = write_recipe(tmp_path / "d.yml", body.format(a=m["model_a"], b=m["model_b"], extra=", density: 0.3"))
+    plain = write_recipe(tmp_path / "p.yml", body.format(a=m["model_a"], b=m["model_b"], extra=""))
+    assert merge(with_density, tmp_path / "o1").exit_code == 0 and merge(plain, tmp_path / "o2").exit_code == 0
+    t1, t2 = tensors(tmp_path / "o1"), tensors(tmp_path / "o2")
+    assert all(torch.equal(t1[k], t2[k]) for k in t1)
+
+
+def test_written_yaml_records_the_seed_dare_used(tiny_models, tmp_path):
+    """``--seed 3`` over ``random_seed: 7``: the DARE masks are seed 3's, and so is the YAML's
+    random_seed, so re-running the written YAML reproduces the weights (it said 7 before)."""
+    import yaml
+
+    m = tiny_models
+    text = (f"merge_method: dare_ties\nbase_model: {m['base']}\ndtype: float32\nrandom_seed: 7\nmodels:\n"
+            f"  - model: {m['model_a']}\n    parameters: {{weight: 0.5, density: 0.4}}\n"
+            f"  - model: {m['model_b']}\n    parameters: {{weight: 0.5, density: 0.4}}\n")
+    recipe = write_recipe(tmp_path / "r.yml", text)
+    assert merge(recipe, tmp_path / "first", "--seed", "3").exit_code == 0
+    assert yaml.safe_load((tmp_path / "first" / "mergekit_config.yml").read_text())["random_seed"] == 3
+    assert merge(tmp_path / "first" / "mergekit_config.yml", tmp_path / "again").exit_code == 0
+    assert merge(recipe, tmp_path / "seven").exit_code == 0
+    t1, t2, t7 = tensors(tmp_path / "first"), tensors(tmp_path / "again"), tensors(tmp_path / "seven")
+    assert all(torch.equal(t1[k], t2[k]) for k in t1)
+    assert not all(torch.equal(t1[k], t7[k]) for k in t1)  # the seed matters: 3 is not 7
+    # no seed anywhere: DARE ran with 0 and says so
+    plain = write_recipe(tmp_path / "p.yml", text.replace("random_seed: 7\n", ""))
+    assert merge(plain, tmp_path / "zero").exit_code == 0
+    assert yaml.safe_load((tmp_path / "zero" / "mergekit_config.yml").read_text())["random_seed"] == 0

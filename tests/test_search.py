@@ -137,6 +137,17 @@ def test_bad_configs_raise_one_clear_error(tiny_models, over, message):
     assert "\n" not in str(err.value)
 
 
+def test_config_with_a_repeated_key_is_refused(tiny_models, tmp_path):
+    """PyYAML keeps the last of two equal keys: a second `search:` silently replaced the first."""
+    from frugalmerge.search.config import load_config
+
+    text = yaml.safe_dump(_cfg(tiny_models), sort_keys=False) + "search: {weight: {bounds: [0, 2]}}\n"
+    (tmp_path / "c.yaml").write_text(text)
+    line = text.count("\n")
+    with pytest.raises(ConfigError, match=rf"invalid YAML \(line {line}\): duplicate key 'search'"):
+        load_config(tmp_path / "c.yaml")
+
+
 def _cli(args, env_extra=None, **kw):
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "FRUGALMERGE_THREADS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "frugalmerge.cli", *args], env=env,

@@ -25,7 +25,7 @@ from frugalmerge.merging.checkpoint import (
     resolve_name,
 )
 from frugalmerge.merging.errors import CheckpointError, DeviceMemoryError, MergeError, RecipeError
-from frugalmerge.merging.methods import Operand, TensorArgs
+from frugalmerge.merging.methods import Operand, TensorArgs, get_method
 from frugalmerge.merging.plan import MergePlan, TensorJob, build_plan
 from frugalmerge.merging.recipe import MergeRecipe
 
@@ -205,13 +205,18 @@ def output_dtype_name(recipe: MergeRecipe, override: Optional[str], ref: Checkpo
     return name
 
 
-def recorded_recipe(recipe: MergeRecipe, override: Optional[str]) -> MergeRecipe:
+def recorded_recipe(recipe: MergeRecipe, override: Optional[str], seed: Optional[int] = None) -> MergeRecipe:
     """The recipe as it was run: a ``--dtype`` override (inputs and output in that dtype) becomes
     its ``dtype``, and an ``out_dtype`` it overrode is dropped, so re-running the written YAML
-    (frugalmerge or mergekit) gives the same output dtype."""
-    if override is None or (recipe.dtype == override and recipe.out_dtype in (None, override)):
-        return recipe
-    return MergeRecipe.parse({**recipe.to_dict(), "dtype": override, "out_dtype": None})
+    (frugalmerge or mergekit) gives the same output dtype. A random method (DARE) records the
+    seed it used as ``random_seed`` (a ``--seed`` overrides the recipe's; without either it is 0),
+    so re-running the YAML with frugalmerge gives the same weights."""
+    data = recipe.to_dict()
+    if override is not None and not (recipe.dtype == override and recipe.out_dtype in (None, override)):
+        data.update(dtype=override, out_dtype=None)
+    if seed is not None and not get_method(recipe.merge_method).deterministic:
+        data["random_seed"] = seed
+    return recipe if data == recipe.to_dict() else MergeRecipe.parse({k: v for k, v in data.items() if v is not None})
 
 
 def check_output_path(out_dir: str | Path, recipe: MergeRecipe, extra: tuple[str, ...] = ()) -> None:
@@ -247,10 +252,12 @@ def checked_output(name: str, tensor):
 def write_metadata(
     tmp: Path, recipe: MergeRecipe, ckpts: dict[str, Checkpoint], plan: MergePlan, dtype_name: str,
     vocab_size: Optional[int] = None, tokenizer: Any = None, dtype_override: Optional[str] = None,
+    seed: Optional[int] = None,
 ) -> None:
     """config.json, tokenizer files, the mergekit YAML and a model card into ``tmp``.
 
-    ``dtype_override`` (``--dtype``) is recorded in the YAML (:func:`recorded_recipe`).
+    ``dtype_override`` (``--dtype``) and the ``seed`` used are recorded in the YAML
+    (:func:`recorded_recipe`).
     """
     ref = ckpts[reference_model(recipe)]
     config = dict(ref.config)
@@ -273,7 +280,7 @@ def write_metadata(
             shutil.copy2(src_dir / fname, tmp / fname)
     if tokenizer is not None:  # built for this merge (union): written, not copied
         tokenizer.save_pretrained(str(tmp))
-    recorded = recorded_recipe(recipe, dtype_override)
+    recorded = recorded_recipe(recipe, dtype_override, seed)
     yaml_text = recorded.to_yaml()
     (tmp / "mergekit_config.yml").write_text(yaml_text, encoding="utf-8")
     (tmp / "README.md").write_text(model_card(recorded, yaml_text), encoding="utf-8")
@@ -469,7 +476,7 @@ def run_merge(
         flush()
         writer.close()
         write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab_size,
-                       aligner.tokenizer if aligner is not None else None, dtype_override=dtype)
+                       aligner.tokenizer if aligner is not None else None, dtype_override=dtype, seed=seed)
     return Path(out_dir)
 
 

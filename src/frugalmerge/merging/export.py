@@ -56,5 +56,5 @@ def export_merge(
         vocab = module.get_input_embeddings().weight.shape[0] if engine._aligner is not None or union else None
         ckpts = dict(engine.ckpts)
         write_metadata(tmp, recipe, ckpts, plan, dtype_name, vocab, engine.tokenizer_for(recipe) if union else None,
-                       dtype_override=dtype)
+                       dtype_override=dtype, seed=seed if seed is not None else (recipe.random_seed or 0))
     return Path(out_dir)

@@ -9,22 +9,39 @@ which take precedence over the top-level ``parameters``.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from frugalmerge._yaml import safe_load_unique
 from frugalmerge.merging.errors import RecipeError
+
+#: mergekit 0.1.5 keys that frugalmerge does not implement: refused rather than ignored.
+UNSUPPORTED_KEYS = {
+    "tokenizer": "mergekit's tokenizer block is not supported; use tokenizer_source (base, union or a model)",
+    "modules": "per-module merges (modules:) are not supported; use models: or slices:",
+    "chat_template": "not supported: the output keeps the reference model's tokenizer files and their chat "
+                     "template; drop the key",
+}
+
 
 Scalar = Union[bool, int, float, str]
 ScalarOrGradient = Union[Scalar, list[Scalar]]
 
 
+# Entries of models/slices/sources and {filter, value} pairs take no other keys: mergekit drops an
+# unknown one silently (``densty: 0.3`` on a model merged with the fallback; ``filtr: mlp`` made a
+# value apply to every tensor), and nothing legitimate lives there.
+_ENTRY = ConfigDict(frozen=True, extra="forbid")
+
+
 class ConditionalParameter(BaseModel):
     """A parameter value that applies to tensors whose name contains ``filter``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _ENTRY
     value: ScalarOrGradient
     filter: Optional[str] = None
 
@@ -36,7 +53,7 @@ Parameters = Optional[dict[str, ParameterSetting]]
 class InputModel(BaseModel):
     """One entry of ``models:``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _ENTRY
     model: str
     parameters: Parameters = None
 
@@ -44,7 +61,7 @@ class InputModel(BaseModel):
 class InputSlice(BaseModel):
     """One source of an output slice: a model and a half-open layer range."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _ENTRY
     model: str
     layer_range: tuple[int, int]
     parameters: Parameters = None
@@ -53,7 +70,7 @@ class InputSlice(BaseModel):
 class OutputSlice(BaseModel):
     """One entry of ``slices:``: output layers built from aligned source layer ranges."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _ENTRY
     sources: list[InputSlice]
     base_model: Optional[str] = None
     residual_weight: Optional[float] = None
@@ -80,9 +97,28 @@ class MergeRecipe(BaseModel):
     chat_template: Optional[str] = None
     random_seed: Optional[int] = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Unknown top-level keys are ignored, as mergekit does, unless they look like a typo of
+        a known key, or are mergekit features frugalmerge does not implement."""
+        if not isinstance(data, dict):
+            return data
+        for key in data:
+            if key in cls.model_fields:
+                continue
+            if key in UNSUPPORTED_KEYS:
+                raise ValueError(f"{key}: {UNSUPPORTED_KEYS[key]}")
+            close = difflib.get_close_matches(str(key), list(cls.model_fields), n=1, cutoff=0.75)
+            if close:
+                raise ValueError(f"unknown key {key!r} (did you mean {close[0]!r}?)")
+        if data.get("chat_template") is not None:
+            raise ValueError(f"chat_template: {UNSUPPORTED_KEYS['chat_template']}")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "MergeRecipe":
-        from frugalmerge.merging.methods import get_method
+        from frugalmerge.merging.methods import MERGE_METHODS, get_method
 
         if (self.models is None) == (self.slices is None) or not (self.models or self.slices):
             raise ValueError("exactly one of 'models' or 'slices' must be given (and non-empty)")
@@ -95,11 +131,17 @@ class MergeRecipe(BaseModel):
             value = getattr(self, dtype_key)
             if value is not None and value not in DTYPES:
                 raise ValueError(f"{dtype_key} {value!r} is not one of {sorted(DTYPES)}")
+        known = {name for m in MERGE_METHODS.values() for name in m.params}
         for where, params in self._all_parameter_blocks():
             for key, setting in (params or {}).items():
                 spec = method.params.get(key)
+                if spec is None and key not in known:
+                    # A name no method reads is a typo (``weigth``, ``normalise``): mergekit drops it.
+                    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+                    raise ValueError(f"{where}.{key}: no merge method has a parameter {key!r}{hint}")
                 if spec is None:
-                    continue  # mergekit ignores parameters a method does not use
+                    continue  # another method's parameter (multi-method YAMLs): ignored, as mergekit does
                 for value in _leaf_values(setting):
                     spec.check(value, where=f"{where}.{key}")
         for i, s in enumerate(self.slices or []):
@@ -146,7 +188,7 @@ class MergeRecipe(BaseModel):
             except UnicodeDecodeError as exc:
                 raise RecipeError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
         try:
-            data = yaml.safe_load(text)
+            data = safe_load_unique(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -161,8 +203,12 @@ class MergeRecipe(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
+            errors = exc.errors()
+            # A parameter value is a union (scalar | gradient | {filter, value} list): a misspelt key
+            # fails every branch, and the informative failure is the unknown key, not the first branch.
+            err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+            # union-branch tags ('ConditionalParameter', 'list[...]') are pydantic's, not the user's
+            loc = ".".join(str(p) for p in err.get("loc", ()) if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
             msg = str(err.get("msg", exc)).removeprefix("Value error, ")
             raise RecipeError(f"{source}: {loc + ': ' if loc else ''}{msg}") from None
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from frugalmerge._yaml import safe_load_unique
 from frugalmerge.search.errors import ConfigError
 
 #: Merge parameters each method uses per model (mergekit 0.1.5 semantics); others are dropped
@@ -759,9 +760,12 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_unique(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}: invalid YAML{where}: {what}") from None
     if raw is None:
         raise ConfigError(f"config file {path} is empty")
     if overrides:
