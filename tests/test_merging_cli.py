@@ -548,3 +548,26 @@ def test_written_yaml_records_the_seed_dare_used(tiny_models, tmp_path):
     plain = write_recipe(tmp_path / "p.yml", text.replace("random_seed: 7\n", ""))
     assert merge(plain, tmp_path / "zero").exit_code == 0
     assert yaml.safe_load((tmp_path / "zero" / "mergekit_config.yml").read_text())["random_seed"] == 0
+
+
+@pytest.mark.parametrize("config_dtype", [None, "auto"])
+def test_output_dtype_follows_the_stored_weights_when_config_json_says_nothing(tiny_models, tmp_path, config_dtype):
+    """A bfloat16 model whose config.json has no (or an ``auto``) dtype was merged to float32,
+    twice its size; the stored dtype is used now."""
+    models = []
+    for name in ("model_a", "model_b"):
+        d = copy_model(tiny_models[name], tmp_path / name)
+        save_file({k: v.to(torch.bfloat16) for k, v in tensors(d).items()}, str(d / "model.safetensors"),
+                  metadata={"format": "pt"})
+        cfg = json.loads((d / "config.json").read_text())
+        cfg.pop("torch_dtype", None)
+        cfg.pop("dtype", None)
+        if config_dtype is not None:
+            cfg["torch_dtype"] = config_dtype
+        (d / "config.json").write_text(json.dumps(cfg))
+        models.append(d)
+    recipe = write_recipe(tmp_path / "r.yml", "merge_method: linear\nmodels:\n" + "".join(
+        f"  - model: {d}\n    parameters: {{weight: 1}}\n" for d in models))
+    assert merge(recipe, tmp_path / "out").exit_code == 0
+    assert all(t.dtype == torch.bfloat16 for t in tensors(tmp_path / "out").values())
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"

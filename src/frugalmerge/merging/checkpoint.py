@@ -136,6 +136,20 @@ class Checkpoint:
             return handle.get_slice(name).get_dtype().startswith(("F", "BF"))
         return bool(handle[name].is_floating_point())
 
+    def stored_float_dtype(self) -> Optional[str]:
+        """The dtype name (float32, bfloat16, float16, float64) of the first floating tensor as
+        stored, None if it is none of these (e.g. float8) or there is no floating tensor."""
+        # safetensors header codes and torch dtype names, to one name
+        names = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64",
+                 "torch.float32": "float32", "torch.bfloat16": "bfloat16", "torch.float16": "float16",
+                 "torch.float64": "float64"}
+        for name in self.index:
+            if self.is_float(name):
+                handle = self._open(self.index[name])
+                code = handle.get_slice(name).get_dtype() if hasattr(handle, "get_slice") else str(handle[name].dtype)
+                return names.get(code)
+        return None
+
     def get(self, name: str, *, check_finite: bool = True):
         """One tensor (memory-mapped for safetensors); non-finite values raise ``CheckpointError``."""
         if name not in self.index:

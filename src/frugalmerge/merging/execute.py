@@ -196,12 +196,14 @@ class ShardWriter:
 
 
 def output_dtype_name(recipe: MergeRecipe, override: Optional[str], ref: Checkpoint) -> str:
-    """CLI ``--dtype`` > recipe ``out_dtype`` > recipe ``dtype`` > the reference model's dtype."""
+    """CLI ``--dtype`` > recipe ``out_dtype`` > recipe ``dtype`` > the reference model's dtype
+    (its config.json's, else the dtype its weights are stored in, else float32). A config that
+    says nothing, or ``auto``, no longer turns a bfloat16 model into a float32 merge twice its size."""
     name = override or recipe.out_dtype or recipe.dtype
     if name is None:
-        name = str(ref.config.get("dtype") or ref.config.get("torch_dtype") or "float32")
+        name = str(ref.config.get("dtype") or ref.config.get("torch_dtype") or "")
     if name not in ("float32", "bfloat16", "float16", "float64"):
-        name = "float32"
+        name = ref.stored_float_dtype() or "float32"
     return name
 
 
