@@ -193,9 +193,36 @@ def test_cli_bench_fit_predict(tmp_path):
     assert res.exit_code == 0, res.output
     preds = json.loads((tmp_path / "p.json").read_text())["predictions"]
     assert set(preds) == set(r.model_ids) and all(0 <= v <= 1 for v in preds.values())
+    # --target: the column is not an item, and the MAE against it is printed (hand-computed here)
+    res = runner.invoke(app, ["estimators", "predict", str(tmp_path / "card"), str(tmp_path / "r.csv"),
+                              "--target", "full", "--json", str(tmp_path / "p.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "p.json").read_text())
+    mae = np.mean([abs(doc["predictions"][m] - t) for m, t in zip(r.model_ids, r.target)])
+    assert f"MAE against the target (column 'full'): {100 * mae:.2f} points over 60 models" in res.output
+    assert doc["items_used"] == {m: 6 for m in r.model_ids} and "note:" not in res.output
+    # a model that answered 2 of the card's 6 items: predicted (imputed), counted and said
+    partial = r.values.copy()
+    cols = [r.item_ids.index(i) for i in card["selected_item_ids"][:4]]
+    partial[0, cols] = np.nan
+    type(r)(partial, r.model_ids, r.item_ids, target=r.target).to_csv(tmp_path / "partial.csv", target_col="full")
+    res = runner.invoke(app, ["estimators", "predict", str(tmp_path / "card"), str(tmp_path / "partial.csv"),
+                              "--target", "full", "--json", str(tmp_path / "p2.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "p2.json").read_text())["items_used"][r.model_ids[0]] == 2
+    assert f"note: 1 of 60 models answered fewer than the card's 6 items (e.g. '{r.model_ids[0]}': 2)" in res.output
     res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "missing.csv"), "--k", "5", "--json",
                               str(tmp_path / "x.json")])
     assert res.exit_code == 1 and "no such file" in res.output
+    # --methods naming one twice, or nothing, and a k beyond the items: said, not silently changed
+    for methods, message in (("pirt,pirt", "--methods: 'pirt' is listed twice"), (",", "--methods: no method named")):
+        res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "r.csv"), "--target", "full", "--k", "5",
+                                  "--methods", methods, "--json", str(tmp_path / "x.json")])
+        assert res.exit_code == 1 and message in res.output, res.output
+    res = runner.invoke(app, ["estimators", "bench", str(tmp_path / "r.csv"), "--target", "full", "--k", "50,all",
+                              "--methods", "random_mean", "--folds", "3", "--json", str(tmp_path / "x.json")])
+    assert res.exit_code == 0 and "note: --k 50 exceeds the 20 items: run as k = 20 (all items)" in res.output
+    assert [row["k"] for row in json.loads((tmp_path / "x.json").read_text())["results"]] == [20]
 
 
 def test_cli_outputs_never_destroy_what_is_not_theirs(tmp_path):

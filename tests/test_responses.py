@@ -268,3 +268,14 @@ def test_bad_file_gives_one_clear_error_naming_it(tmp_path, case):
     assert type(info.value) is ResponseError  # not a raw ValueError/TypeError that merely matches
     # No chained raw traceback: either nothing was being handled, or it was suppressed (raise ... from None).
     assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+def test_a_target_column_is_never_silently_an_item(tmp_path):
+    """ResponseMatrix.to_csv writes its targets as a 'target' column: read back without --target,
+    the scores became one more item; now that is one error saying what to pass."""
+    m = ResponseMatrix(np.array([[1.0, 0.0], [0.0, 1.0]]), ("a", "b"), ("q1", "q2"), target=np.array([0.7, 0.4]))
+    m.to_csv(tmp_path / "r.csv")
+    with pytest.raises(ResponseError, match="column 'target' would be read as an item; pass --target target"):
+        load_responses(tmp_path / "r.csv")
+    back = load_responses(tmp_path / "r.csv", "target")
+    assert back.item_ids == ("q1", "q2") and back.target.tolist() == [0.7, 0.4]

@@ -47,7 +47,18 @@ def bench(
                 check_output_file(path)  # before the benchmark runs, not after
         data = load_responses(responses, target)
         ks = parse_ks(k)
-        names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        names = None
+        if methods is not None:
+            names = [m.strip() for m in methods.split(",") if m.strip()]
+            if not names:  # an empty --methods ran every method
+                raise EstimatorError("--methods: no method named (leave the option out to run all)")
+            twice = sorted({m for m in names if names.count(m) > 1})
+            if twice:  # each row would be computed and written twice
+                raise EstimatorError(f"--methods: {twice[0]!r} is listed twice")
+        capped = sorted({str(kk) for kk in ks if kk != "all" and int(kk) > data.n_items})
+        if capped:
+            typer.echo(f"note: --k {', '.join(capped)} exceed{'s' if len(capped) == 1 else ''} the {data.n_items} items: "
+                       f"run as k = {data.n_items} (all items)", err=True)
         rows = run_bench(data, ks, names, folds=folds, seed=seed)
         meta = {"responses": str(responses), "name": data.name, "n_models": data.n_models, "n_items": data.n_items,
                 "target": target or ("file target" if data.target is not None else "mean over items"),
@@ -141,9 +152,13 @@ def predict(
     card_dir: Path = typer.Argument(..., help="card directory written by 'estimators fit'"),
     responses: Path = typer.Argument(..., help="responses of the models to score (at least the card's items)"),
     json_out: Path = typer.Option(..., "--json", help="where to write the predictions"),
+    target: str = typer.Option(None, "--target", help="a column (CSV/parquet) or array (npz) holding the true "
+                               "full scores: never read as an item; the MAE against it is printed"),
 ) -> None:
     """Estimate full scores from the card's items: writes {"predictions": {model: score}}."""
     import json
+
+    import numpy as np
 
     from frugalmerge._atomic import atomic_write_text
     from frugalmerge.estimators.bench import nan_to_none
@@ -154,15 +169,33 @@ def predict(
     try:
         check_output_file(json_out)
         est, card = load_card(card_dir)
-        data = load_responses(responses)
+        data = load_responses(responses, target)
         out = est.predict(data)
     except (EstimatorError, OutputInUseError) as e:
         _fail(e)
         return
+    # How many responses each estimate rests on: the card's items a model answered, at most the
+    # card's k (an adaptive card asks k of its pool). Fewer than k is allowed (unseen items are
+    # imputed) but said, since the card's validation error was measured with all k.
+    card_items = [i for i in card["selected_item_ids"] if i in data._col]
+    answered = (~np.isnan(data.take_items(card_items))).sum(axis=1) if card_items else np.zeros(data.n_models, int)
+    k = int(card.get("k", len(card["selected_item_ids"])))
+    used = np.minimum(answered, k)
     doc = {"predictions": {m: float(s) for m, s in zip(out.model_ids, out.score)},
            "standard_errors": {m: float(s) for m, s in zip(out.model_ids, out.se)},
+           "items_used": {m: int(n) for m, n in zip(data.model_ids, used)},
            "estimator": card["estimator"], "items": card["selected_item_ids"]}
     atomic_write_text(json_out, json.dumps(nan_to_none(doc), indent=2, allow_nan=False))
+    short = np.flatnonzero(used < k)
+    if short.size:
+        i = int(short[0])
+        typer.echo(f"note: {short.size} of {data.n_models} models answered fewer than the card's {k} items "
+                   f"(e.g. {data.model_ids[i]!r}: {int(used[i])}); their unseen items are imputed, and the "
+                   "card's validation error does not cover them", err=True)
+    if data.target is not None:
+        mae = float(np.mean(np.abs(out.score - data.full_scores())))
+        source = f"column {target!r}" if target else "the file's own"
+        typer.echo(f"MAE against the target ({source}): {100 * mae:.2f} points over {data.n_models} models")
     typer.echo(f"wrote {json_out} ({len(out.model_ids)} models)")
 
 

@@ -271,6 +271,11 @@ def _groups_from_ids(item_ids: Sequence[str]) -> tuple[str, ...] | None:
 
 def _target_from_column(path: Path, values: np.ndarray, cols: list[str], target: str | None):
     if target is None:
+        if "target" in cols:
+            # ResponseMatrix.to_csv writes its targets under this name: read back without --target,
+            # the scores became one more item, silently.
+            raise ResponseError(f"{path}: column 'target' would be read as an item; pass --target target to "
+                                "use it as the true full score (rename it if it really is an item)")
         return values, cols, None
     if target not in cols:
         raise ResponseError(f"{path}: target column {target!r} not found")
