@@ -75,6 +75,21 @@ def test_fewshot_prompts_are_deterministic_and_exclude_the_item():
                        _items(3)[0])
 
 
+def test_limit_keeps_the_prompts_of_the_items_it_keeps(tmp_path):
+    """--limit N used to cut the few-shot pool to the first N items too, so an item drew other
+    examples at --limit 10 than in the full run (lm-eval's --limit never changes a prompt)."""
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(json.dumps({"id": f"i{j}", "prompt": f"q{j}", "answer": f"a{j}"}) + "\n" for j in range(60)))
+    task = {"type": "generative_exact", "num_fewshot": 3}
+    full = load_benchmark(path, task=task)
+    for limit in (5, 10, 50):
+        part = load_benchmark(path, task=task, limit=limit)
+        assert part.item_ids == full.item_ids[:limit]
+        assert all(select_fewshot(part, part[i]) == select_fewshot(full, full[i]) for i in part.item_ids)
+    # 3-shot prompts on a 3-item limit still draw from the whole file
+    assert len(select_fewshot(load_benchmark(path, task=task, limit=3), full["i0"])) == 3
+
+
 def test_gsm8k_fewshot_shows_worked_solutions(shared_data):
     gsm = load_benchmark(shared_data / "gsm8k" / "test.jsonl")
     bench = gsm.with_task(gsm.task.model_copy(update={"num_fewshot": 2}))

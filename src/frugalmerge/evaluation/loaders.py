@@ -398,10 +398,13 @@ def load_benchmark(
     items = fmt.reader(path, name=bench_name, language=language, fields=fields, **kwargs)
     if not items:
         raise BenchmarkFormatError(f"{path}: no items")
+    # --limit keeps the first items but not a smaller few-shot pool: an item's prompt (its drawn
+    # examples) is the same whatever the limit, as in lm-eval.
+    pool = tuple(items) if limit is not None and limit < len(items) else None
     if limit is not None:
         items = items[:limit]
     default = fmt.default_task or TaskSpec(
-        type="multiple_choice" if all(it.choices for it in items) else "generative_exact")
+        type="multiple_choice" if all(it.choices for it in pool or items) else "generative_exact")
     if task is None:
         spec = default
     elif isinstance(task, Mapping) and "type" not in task:
@@ -410,6 +413,6 @@ def load_benchmark(
     else:
         spec = as_task(dict(task) if isinstance(task, Mapping) else task)
     try:
-        return Benchmark(name=bench_name, task=spec, items=tuple(items))
+        return Benchmark(name=bench_name, task=spec, items=tuple(items), fewshot_pool=pool)
     except EvaluationError as exc:
         raise BenchmarkFormatError(f"{path}: {exc}") from None
