@@ -43,6 +43,25 @@ def test_registry_has_contract_methods():
         make_estimator("pirt", foo=1)
 
 
+
+@pytest.mark.parametrize("name, params, message", [
+    # parameters a method never reads were accepted and ignored
+    ("random_mean", {"irt_model": "2pl"}, "unknown parameter 'irt_model'"),
+    ("default", {"calibration": "linear"}, "unknown parameter 'calibration'"),
+    # values it would ignore or change
+    ("pirt", {"calibration": "bogus"}, "calibration must be one of auto, isotonic, linear, none"),
+    ("irt", {"irt_model": "3pl"}, "irt_model must be 1pl, 2pl or md2pl"),
+    ("irt", {"irt_model": "1pl", "dims": 3}, "irt_model 1pl needs dims 1"),
+    ("irt", {"irt_model": "md2pl", "dims": 1}, "irt_model md2pl needs dims >= 2"),
+    ("default", {"folds": 1}, "folds must be an integer >= 2"),
+    ("default", {"n_neighbors": 0}, "n_neighbors must be an integer >= 1"),
+])
+def test_parameters_an_estimator_would_ignore_or_change_are_refused(name, params, message):
+    with pytest.raises(EstimatorError, match=message):
+        make_estimator(name, **params)
+    assert make_estimator("irt", irt_model="md2pl", dims=3).params == {"irt_model": "md2pl", "dims": 3}
+
+
 def test_random_mean_is_the_plain_mean(data):
     est = make_estimator("random_mean", calibration="none").fit(data, k=7, seed=2)
     obs = data.reveal(est.selected_items_)

@@ -94,6 +94,10 @@ class Estimator:
             raise EstimatorError(f"estimator {self.name!r}: unknown parameter {unknown[0]!r} "
                                  f"(accepted: {', '.join(self.param_names) or 'none'})")
         self.params = dict(params)
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Refuse parameter values the estimator would ignore or change (no work, just checks)."""
 
     # -- public API ---------------------------------------------------------------------------
     def fit(self, responses: ResponseMatrix, k: int, seed: int = 0, **context: Any) -> Estimator:

@@ -45,7 +45,7 @@ from frugalmerge.estimators.components import (column_means, crossfit_ridge, cro
                                                weighted_local_ridge)
 from frugalmerge.estimators.core import register_estimator
 from frugalmerge.estimators.irt import calibrate, estimate_ability
-from frugalmerge.estimators.methods import COMMON_PARAMS, _IRTBased, _weighted_mean
+from frugalmerge.estimators.methods import IRT_PARAMS, _check_int, _IRTBased, _weighted_mean
 from frugalmerge.estimators.responses import ResponseMatrix
 
 FULL_TIER_MIN = 500
@@ -191,7 +191,13 @@ class Default(_IRTBased):
     """Calibrated stacking estimator with per-model standard errors (see module docstring)."""
 
     default_subset = "predictive"
-    param_names = COMMON_PARAMS + ("n_neighbors", "folds")
+    # no `calibration`: the stacker is the map to the target
+    param_names = ("subset",) + IRT_PARAMS + ("n_neighbors", "folds")
+
+    def _check_params(self) -> None:
+        _IRTBased._check_params(self)
+        _check_int(self.name, self.params, "n_neighbors", 1)
+        _check_int(self.name, self.params, "folds", 2)
 
     def _subset_params(self, name: str) -> dict[str, Any]:
         # From 500 training models the greedy items are refined by swaps (better fit, no selection

@@ -31,7 +31,16 @@ from frugalmerge.estimators.irt import IRTParams, IRTSettings, calibrate, estima
 from frugalmerge.estimators.responses import ResponseMatrix
 from frugalmerge.subsets import select_subset
 
-COMMON_PARAMS = ("subset", "calibration", "irt_model", "dims")
+#: parameters of every calibrated estimator, and of those built on an IRT model
+CALIBRATED_PARAMS = ("subset", "calibration")
+IRT_PARAMS = ("irt_model", "dims")
+CALIBRATIONS = ("auto", "isotonic", "linear", "none")
+
+
+def _check_int(name: str, params: dict[str, Any], key: str, lo: int) -> None:
+    value = params.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
+        raise EstimatorError(f"estimator {name!r}: {key} must be an integer >= {lo}, got {value!r}")
 
 
 def _weighted_mean(y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -45,7 +54,13 @@ class _Calibrated(Estimator):
     """Shared machinery: subset selection, a raw estimate, calibration to the target, constant SE."""
 
     default_subset = "random"
-    param_names = COMMON_PARAMS
+    param_names = CALIBRATED_PARAMS
+
+    def _check_params(self) -> None:
+        kind = self.params.get("calibration", "auto")
+        if kind not in CALIBRATIONS:
+            raise EstimatorError(f"estimator {self.name!r}: calibration must be one of {', '.join(CALIBRATIONS)}, "
+                                 f"got {kind!r}")
 
     def _select(self, train: ResponseMatrix, k: int, seed: int) -> None:
         name = self.params.get("subset", self._subset_for(train.n_models))
@@ -141,6 +156,19 @@ class _IRTBased(_Calibrated):
     """Estimators that calibrate an IRT model on all training items (shared, cached fit)."""
 
     default_subset = "irt_clustering"
+    param_names = CALIBRATED_PARAMS + IRT_PARAMS
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        model = self.params.get("irt_model", "2pl")
+        if model not in ("1pl", "2pl", "md2pl"):
+            raise EstimatorError(f"estimator {self.name!r}: irt_model must be 1pl, 2pl or md2pl, got {model!r}")
+        _check_int(self.name, self.params, "dims", 1)
+        dims = self.params.get("dims")
+        # 1pl/2pl are unidimensional and md2pl has at least 2 dimensions: any other dims was changed silently
+        if dims is not None and (dims != 1 if model != "md2pl" else dims < 2):
+            need = "dims >= 2" if model == "md2pl" else "dims 1 (give irt_model: md2pl for more)"
+            raise EstimatorError(f"estimator {self.name!r}: irt_model {model} needs {need}, got dims {dims}")
 
     def _settings(self) -> IRTSettings:
         return IRTSettings(model=self.params.get("irt_model", "2pl"), dims=int(self.params.get("dims", 1)))
