@@ -369,6 +369,11 @@ def test_gsm8k_ids_keep_numbers_as_exact_strings(tmp_path):
     ({"type": "nope"}, r"type: unknown task type 'nope'"),
     ({"type": "generative_exact", "colour": 1}, r"colour: unknown setting"),
     ({"type": "generative_exact", "max_new_tokens": -1}, r"max_new_tokens: Input should be"),
+    # a setting only another type reads changed nothing but the cache key
+    ({"type": "teacher_forced_exact", "max_new_tokens": 64},
+     r"max_new_tokens is read by generative_exact and generative_numeric, not by 'teacher_forced_exact'"),
+    ({"type": "generative_exact", "append_eos": False}, r"append_eos is read by teacher_forced_exact, not by"),
+    ({"type": "multiple_choice", "extractor": "hash"}, r"extractor is read by generative_numeric, not by"),
     ({"type": "generative_exact", "graded": True}, r"settings: graded scores exist"),
 ])
 def test_task_settings_errors_are_one_line_and_come_before_any_work(settings, pattern):

@@ -102,6 +102,21 @@ class LanguageRule(BaseModel):
         return value
 
 
+#: The built-in types, and the type-specific settings each reads (the others read by all types:
+#: few-shot, template, delimiters, chat template). A type registered later is not checked.
+BUILTIN_TYPES = ("generative_numeric", "generative_exact", "multiple_choice", "teacher_forced_exact")
+TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "max_new_tokens": ("generative_numeric", "generative_exact"),
+    "stop": ("generative_numeric", "generative_exact"),
+    "extractor": ("generative_numeric",),
+    "numeric_tolerance": ("generative_numeric",),
+    "stop_on_answer": ("generative_numeric",),
+    "normalizer": ("generative_exact",),
+    "append_eos": ("teacher_forced_exact",),
+    "choice_normalization": ("multiple_choice",),
+}
+
+
 class TaskSpec(BaseModel):
     """How items are prompted and scored. Everything here enters the cache key (settings hash)."""
 
@@ -162,6 +177,17 @@ class TaskSpec(BaseModel):
         if self.language_rule is not None and not TASK_TYPES[self.type].generative:
             raise ValueError(f"a language_rule needs a generative task type; {self.type!r} "
                              "scores the reference, not a response")
+        return self
+
+    @model_validator(mode="after")
+    def _settings_the_type_reads(self) -> TaskSpec:
+        # A setting only another type reads (max_new_tokens on teacher_forced_exact, append_eos on
+        # a generative type) changed nothing but the cache key; refused when it is not the default.
+        # (graded, graded_measure and language_rule have their own checks with their own messages.)
+        for name, types in TYPE_SETTINGS.items():
+            if self.type in BUILTIN_TYPES and self.type not in types:
+                if getattr(self, name) != type(self).model_fields[name].default:
+                    raise ValueError(f"{name} is read by {' and '.join(sorted(types))}, not by {self.type!r}")
         return self
 
     @model_validator(mode="after")
