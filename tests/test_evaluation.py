@@ -389,3 +389,14 @@ def test_settings_without_type_do_not_echo_the_merged_default(tmp_path):
         load_benchmark(tmp_path / "g.jsonl", task={"max_new_tokens": 0})
     assert str(err.value) == ("invalid task settings: max_new_tokens: Input should be greater "
                               "than or equal to 1")
+
+
+def test_naming_the_default_type_keeps_the_formats_task(shared_data):
+    """`--task generative_numeric` on MGSM (the docs' example) dropped the format's template, stops
+    and worked few-shot answers, because naming the type started from that type's bare defaults."""
+    path = shared_data / "mgsm" / "mgsm_de.tsv"
+    default = load_benchmark(path).task
+    assert load_benchmark(path, task="generative_numeric").task == default
+    tuned = load_benchmark(path, task={"type": "generative_numeric", "max_new_tokens": 64}).task
+    assert tuned == default.with_overrides({"max_new_tokens": 64})
+    assert load_benchmark(path, task="generative_exact").task.prompt_template == "{prompt}"  # another type: fresh

@@ -380,7 +380,8 @@ def load_benchmark(
     ``mgsm``); guessed when None. ``task``: a :class:`TaskSpec`, a task type name or a settings
     dict; default: the format's own (GSM8K/MGSM: numeric generation), else ``multiple_choice``
     when the items have choices and ``generative_exact`` otherwise. A settings dict without
-    ``type`` adjusts that default (``{"num_fewshot": 8}``). ``language``: default
+    ``type`` adjusts that default (``{"num_fewshot": 8}``), and so does one (or a type name)
+    naming the default's own type; another type starts from that type's defaults. ``language``: default
     language of items without one. ``*_field``: column names when they are not the usual ones.
     ``split``: the split of a ``DatasetDict``. ``limit``: keep only the first items.
     """
@@ -407,9 +408,12 @@ def load_benchmark(
         type="multiple_choice" if all(it.choices for it in pool or items) else "generative_exact")
     if task is None:
         spec = default
-    elif isinstance(task, Mapping) and "type" not in task:
-        # Settings without a type adjust the default task (e.g. {"num_fewshot": 8} for GSM8K).
+    elif isinstance(task, Mapping) and task.get("type", default.type) == default.type:
+        # Settings without a type, or naming the default's type, adjust the default task (e.g.
+        # {"num_fewshot": 8} for GSM8K): naming the type must not drop MGSM's template and stops.
         spec = as_task({**default.model_dump(), **task})
+    elif isinstance(task, str) and task == default.type:
+        spec = default
     else:
         spec = as_task(dict(task) if isinstance(task, Mapping) else task)
     try:
