@@ -400,3 +400,16 @@ def test_naming_the_default_type_keeps_the_formats_task(shared_data):
     tuned = load_benchmark(path, task={"type": "generative_numeric", "max_new_tokens": 64}).task
     assert tuned == default.with_overrides({"max_new_tokens": 64})
     assert load_benchmark(path, task="generative_exact").task.prompt_template == "{prompt}"  # another type: fresh
+
+
+def test_loader_options_a_format_would_ignore_are_refused(tmp_path, shared_data):
+    path = tmp_path / "b.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(BenchmarkFormatError, match=r"b.jsonl:1: no id field 'qid'"):
+        load_benchmark(path, id_field="qid")
+    with pytest.raises(BenchmarkFormatError, match=r"no choices field 'opts'"):
+        load_benchmark(path, choices_field="opts")
+    with pytest.raises(BenchmarkFormatError, match="split applies to Hugging Face datasets"):
+        load_benchmark(path, split="train")
+    with pytest.raises(BenchmarkFormatError, match="the mgsm format has a fixed layout; prompt_field does not apply"):
+        load_benchmark(shared_data / "mgsm" / "mgsm_de.tsv", prompt_field="frage")

@@ -112,6 +112,10 @@ def row_to_item(record: Record, index: int, *, name: str, language: str | None,
                                    f"fields: {sorted(map(str, row))}")
     id_key = _pick(row, fields.get("id"), ID_FIELDS)
     lang_key = _pick(row, fields.get("language"), LANGUAGE_FIELDS)
+    for what in ("id", "choices"):
+        # A named id or choices column that a row lacks gave generated ids / no choices silently.
+        if fields.get(what) is not None and fields[what] not in row:
+            raise BenchmarkFormatError(f"{where}: no {what} field {fields[what]!r}; fields: {sorted(map(str, row))}")
     choices = _choices(row, fields.get("choices"), where)
     used = {prompt_key, answer_key, id_key, lang_key, *CHOICE_FIELDS, *LETTER_CHOICES, "metadata"}
     metadata = dict(row["metadata"]) if isinstance(row.get("metadata"), Mapping) else {}
@@ -395,6 +399,14 @@ def load_benchmark(
     bench_name = name or _default_name(path)
     fields = {"prompt": prompt_field, "answer": answer_field, "id": id_field,
               "choices": choices_field}
+    if fmt_name in ("gsm8k", "mgsm"):  # fixed layouts: column names or a split would be ignored
+        given = [opt for opt, v in (("prompt_field", prompt_field), ("answer_field", answer_field),
+                                    ("id_field", id_field), ("choices_field", choices_field), ("split", split))
+                 if v is not None]
+        if given:
+            raise BenchmarkFormatError(f"{path}: the {fmt_name} format has a fixed layout; {given[0]} does not apply")
+    elif split is not None and fmt_name != "hf":
+        raise BenchmarkFormatError(f"{path}: split applies to Hugging Face datasets (format hf), not {fmt_name}")
     kwargs = {"split": split} if fmt_name == "hf" else {}
     items = fmt.reader(path, name=bench_name, language=language, fields=fields, **kwargs)
     if not items:
