@@ -297,3 +297,19 @@ def test_estimators_fit_records_the_graded_measure_of_its_responses(zoo, tmp_pat
     res = runner.invoke(app, ["estimators", "fit", str(GRADED / "math_de" / RESPONSES_FILE), "--k", "10",
                               "--graded-measure", "logits", "--out", str(tmp_path / "bad")])
     assert res.exit_code == 1 and "--graded-measure 'logits'" in res.output
+
+
+def test_card_settings_that_would_be_dropped_fail_before_any_evaluation(smoke_zoo, tmp_path):
+    """`--k` above a benchmark's search items made a smaller card recorded as k in cards.json;
+    `--pilot-top` without pilot searches was dropped. Both fail at once, before evaluating."""
+    from typer.testing import CliRunner
+
+    from frugalmerge.cli import app
+
+    n = len(_ids(smoke_zoo / "benchmarks" / "math_de" / "search.jsonl"))
+    with pytest.raises(ZooError, match=f"--k {n + 1} exceeds the {n} search items of benchmark 'math_de'"):
+        build_cards(smoke_zoo, tmp_path / "cards", estimator="pirt", k=n + 1, showcases=["cross_domain"])
+    res = CliRunner().invoke(app, ["zoo", "cards", "--zoo", str(smoke_zoo), "--out", str(tmp_path / "c2"),
+                                   "--pilot-searches", "0", "--pilot-top", "3"])
+    assert res.exit_code == 1 and "--pilot-top needs pilot searches" in res.output
+    assert not (tmp_path / "cards").exists() and not (tmp_path / "c2").exists()

@@ -311,6 +311,13 @@ def build_cards(zoo_dir: str | Path | None, out: str | Path, *, estimator: str =
     out = Path(out)
     check_replaceable(out, INDEX_FILE)  # before minutes of evaluation, not after
     zoo = load_zoo(zoo_dir) if zoo_dir is not None else ensure_zoo("full")
+    # A card of fewer items than asked would be recorded as k in cards.json: refused before the
+    # minutes of evaluation.
+    for name in sorted({o for sname, show in zoo.showcases.items() if not showcases or sname in showcases
+                        for o in show.objectives}):
+        n = sum(1 for line in zoo.split_path(name, "search").read_text(encoding="utf-8").splitlines() if line.strip())
+        if k > n:
+            raise ZooError(f"--k {k} exceeds the {n} search items of benchmark {name!r}")
     t0 = time.perf_counter()
     scoring = {"graded": True, "graded_measure": graded} if graded else None
     datasets = collect_card_data(zoo, random_merges=random_merges, seed=seed, showcases=showcases,

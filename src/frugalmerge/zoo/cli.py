@@ -89,12 +89,16 @@ def cards(
 
     configure_torch_threads()
     console = Console(stderr=True)
+    searches = zc.DEFAULT_PILOT_SEARCHES if pilot_searches is None else pilot_searches
+    if pilot_top is not None and searches == 0:  # it would be dropped, and cards.json would say 0
+        typer.echo("error: --pilot-top needs pilot searches (--pilot-searches N, N >= 1)", err=True)
+        raise typer.Exit(1)
     try:
         with console.status("evaluating the cards' training models") as status:
             index = zc.build_cards(zoo_dir, out, estimator=estimator or zc.DEFAULT_ESTIMATOR, k=k or zc.DEFAULT_K,
                                    random_merges=zc.DEFAULT_RANDOM_MERGES if random_merges is None else random_merges,
                                    seed=seed,
-                                   pilot_searches=zc.DEFAULT_PILOT_SEARCHES if pilot_searches is None else pilot_searches,
+                                   pilot_searches=searches,
                                    pilot_top=pilot_top or zc.DEFAULT_PILOT_TOP,
                                    showcases=showcase or None, graded=graded,
                                    progress=lambda msg: status.update(msg))
