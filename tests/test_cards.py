@@ -297,6 +297,18 @@ def test_estimators_fit_records_the_graded_measure_of_its_responses(zoo, tmp_pat
     res = runner.invoke(app, ["estimators", "fit", str(GRADED / "math_de" / RESPONSES_FILE), "--k", "10",
                               "--graded-measure", "logits", "--out", str(tmp_path / "bad")])
     assert res.exit_code == 1 and "--graded-measure 'logits'" in res.output
+    # 0/1 responses recorded as graded: a search would then score the card's items graded
+    from frugalmerge.estimators import ResponseMatrix
+
+    rng = np.random.default_rng(0)
+    ResponseMatrix((rng.random((12, 8)) < 0.5).astype(float), tuple(f"m{i}" for i in range(12)),
+                   tuple(f"q{j}" for j in range(8)), target=np.linspace(0.1, 0.9, 12)).to_csv(tmp_path / "r.csv")
+    res = runner.invoke(app, ["estimators", "fit", str(tmp_path / "r.csv"), "--target", "target", "--k", "4",
+                              "--folds", "0", "--graded-measure", "token_probability", "--out", str(tmp_path / "g")])
+    assert res.exit_code == 1 and "--graded-measure given, but every response is 0 or 1" in res.output
+    res = runner.invoke(app, ["estimators", "fit", str(tmp_path / "r.csv"), "--target", "target", "--k", "4",
+                              "--method", "mpirt", "--endpoints", "m0,m0,m1", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1 and "--endpoints: 'm0' is listed twice" in res.output
 
 
 def test_card_settings_that_would_be_dropped_fail_before_any_evaluation(smoke_zoo, tmp_path):

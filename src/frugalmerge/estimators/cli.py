@@ -98,6 +98,8 @@ def fit(
     """Fit an estimator on all models of RESPONSES and write a card."""
     from frugalmerge.estimators.bench import cross_validate
     from frugalmerge.estimators.card import save_card
+    import numpy as np
+
     from frugalmerge.estimators.core import estimator_names, make_estimator, uses_endpoints
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.estimators.responses import load_responses
@@ -122,6 +124,13 @@ def fit(
             raise EstimatorError(f"{responses}: graded responses need the 0/1 full score as the target "
                                  "(--target); the mean of graded scores is not an accuracy")
         context = {"endpoints": [e.strip() for e in endpoints.split(",")]} if endpoints else {}
+        twice = sorted({e for e in context.get("endpoints", []) if context["endpoints"].count(e) > 1})
+        if twice:
+            raise EstimatorError(f"--endpoints: {twice[0]!r} is listed twice")
+        if scoring and np.isin(data.values[~np.isnan(data.values)], (0.0, 1.0)).all():
+            # graded scoring recorded for 0/1 data: a search would score the card's items graded
+            raise EstimatorError(f"{responses}: --graded-measure given, but every response is 0 or 1; "
+                                 "graded responses are scores strictly between 0 and 1 for some items")
         if context and not uses_endpoints(method):
             known = ", ".join(n for n in estimator_names() if uses_endpoints(n))
             raise EstimatorError(f"--endpoints applies to the MERGE³ estimators ({known}), not {method!r}")
