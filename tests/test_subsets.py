@@ -47,6 +47,9 @@ def test_stratified_is_proportional_to_groups(responses):
     groups = [responses.item_groups[responses.item_ids.index(i)] for i in s.item_ids]
     assert sorted(groups) == ["g0", "g0", "g1", "g1", "g2", "g2", "g3", "g3"]
     assert s.weights == pytest.approx((1 / 8,) * 8)
+    for bins in (0, 1):  # one stratum is plain random sampling, silently
+        with pytest.raises(EstimatorError, match="bins must be an integer >= 2"):
+            select_subset("stratified", responses, 8, 0, bins=bins)
 
 
 def test_subset_save_load_and_tamper(tmp_path, responses):

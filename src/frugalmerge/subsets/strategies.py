@@ -68,6 +68,8 @@ def stratified_items(responses: ResponseMatrix, k: int, rng: np.random.Generator
     Allocation is proportional to stratum size (largest remainder); weights are stratum share /
     items drawn from it, so the weighted mean is the stratified estimator of the full mean.
     """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:  # 0 or 1 bin is plain random
+        raise EstimatorError(f"subset 'stratified': bins must be an integer >= 2, got {bins!r}")
     if responses.item_groups is not None:
         labels = np.asarray(responses.item_groups)
     else:
