@@ -24,6 +24,7 @@ from frugalmerge.evaluation import (
     model_fingerprint,
     score_continuations,
 )
+from frugalmerge.evaluation.errors import EvaluationError
 from frugalmerge.evaluation.prompts import encode_items
 from frugalmerge.evaluation.runner import RunContext
 
@@ -265,6 +266,16 @@ def test_language_rule_on_generated_answers(trained_model):
                                  language_rule=LanguageRule(target="de")), items)
     assert evaluate(model, tok, en) == plain and sum(plain.values()) > 0
     assert sum(evaluate(model, tok, de).values()) == 0  # "the answer is 5" is English
+    # a target the builtin detector cannot recognise (Finnish): every response would fail, so
+    # it is refused before anything is generated; the benchmark's own detector learns it
+    fi = Benchmark("n", TaskSpec(type="generative_numeric", max_new_tokens=8,
+                                 language_rule=LanguageRule(target="fi")), items)
+    with pytest.raises(EvaluationError, match="the 'builtin' detector cannot recognise 'fi'"):
+        evaluate(model, tok, fi)
+    own = [Item(id=f"f{i}", prompt=f"kuinka monta omenaa {i}", answer=str(i), language="fi") for i in range(3)]
+    learnt = Benchmark("f", TaskSpec(type="generative_exact", max_new_tokens=2,
+                                     language_rule=LanguageRule(detector="benchmark")), own)
+    assert set(evaluate(model, tok, learnt)) == {"f0", "f1", "f2"}
 
 
 def test_token_budget_batching():

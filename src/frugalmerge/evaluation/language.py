@@ -82,6 +82,11 @@ class BuiltinDetector:
     def __init__(self, stop_words: Mapping[str, frozenset[str]] = STOP_WORDS) -> None:
         self.stop_words = dict(stop_words)
 
+    @property
+    def languages(self) -> frozenset[str]:
+        """The languages ``detect`` can return."""
+        return frozenset(self.stop_words) | {lang for _, lang in _SCRIPTS}
+
     @staticmethod
     def script_counts(text: str) -> Counter:
         """Letters per identifying script (``latin`` for Latin letters)."""
@@ -152,6 +157,11 @@ class NgramDetector:
         self.profiles = {lang: dict(p) for lang, p in profiles.items()}
         self.norms = {lang: math.sqrt(sum(v * v for v in p.values()))
                       for lang, p in self.profiles.items()}
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """The languages ``detect`` can return."""
+        return frozenset(self.profiles)
 
     @classmethod
     def fit(cls, texts_by_language: Mapping[str, Iterable[str]]) -> NgramDetector:

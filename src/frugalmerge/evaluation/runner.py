@@ -356,11 +356,13 @@ def score_multiple_choice(ctx: RunContext, items: Sequence[Item], enc: Sequence[
     return scores
 
 
-def _language_filter(ctx: RunContext, items: Sequence[Item], texts: Sequence[str],
-                     scores: list[float]) -> list[float]:
+def _detector(ctx: RunContext) -> Any:
+    """The language rule's detector (built once per benchmark), checked to know every language it
+    must recognise; None without a rule. Called before generating: a detector that cannot tell a
+    target language (the builtin one on Finnish) made every judged response score 0."""
     rule = ctx.benchmark.task.language_rule
     if rule is None:
-        return scores
+        return None
     key = ("detector", rule.detector)
     detector = ctx.benchmark._runtime_cache.get(key)
     if detector is None:
@@ -372,7 +374,25 @@ def _language_filter(ctx: RunContext, items: Sequence[Item], texts: Sequence[str
         except (KeyError, ValueError) as exc:
             # str() of a KeyError is the repr of its message (quoted); show the message itself
             raise EvaluationError(str(exc.args[0]) if exc.args else str(exc)) from None
+        known = getattr(detector, "languages", None)
+        if known is not None:
+            wanted = {rule.target} if rule.target else {it.language for it in ctx.benchmark.items}
+            unknown = sorted(wanted - set(known))
+            if unknown:
+                raise EvaluationError(f"language rule: the {rule.detector!r} detector cannot recognise "
+                                      f"{unknown[0]!r} (it knows {', '.join(sorted(known))}); every response "
+                                      "would fail the rule. Use detector: benchmark (learns the benchmark's "
+                                      "own languages) or another target")
         ctx.benchmark._runtime_cache[key] = detector
+    return detector
+
+
+def _language_filter(ctx: RunContext, items: Sequence[Item], texts: Sequence[str],
+                     scores: list[float]) -> list[float]:
+    rule = ctx.benchmark.task.language_rule
+    if rule is None:
+        return scores
+    detector = _detector(ctx)
     return [s if s == 0 or passes_language_rule(text, rule.target or it.language, detector,
                                                  min_words=rule.min_words,
                                                  undetermined=rule.undetermined) else 0.0
@@ -384,6 +404,7 @@ def score_generative_numeric(ctx: RunContext, items: Sequence[Item], enc: Sequen
                              ) -> list[float]:
     """1 when the number extracted from the greedy response equals the reference number."""
     task = ctx.benchmark.task
+    _detector(ctx)  # a language rule it cannot judge fails before the generation
     done = answer_complete if task.stop_on_answer else None
     outs = greedy_generate(ctx, [e.prompt for e in enc], max_new_tokens=task.max_new_tokens,
                            stop=task.stop, done=done)
@@ -399,6 +420,7 @@ def score_generative_exact(ctx: RunContext, items: Sequence[Item], enc: Sequence
                            ) -> list[float]:
     """1 when the greedy response equals the reference: same tokens, or equal normalised text."""
     task = ctx.benchmark.task
+    _detector(ctx)  # a language rule it cannot judge fails before the generation
     outs = greedy_generate(ctx, [e.prompt for e in enc], max_new_tokens=task.max_new_tokens,
                            stop=task.stop)
     scores = []
