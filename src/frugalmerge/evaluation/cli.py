@@ -19,7 +19,8 @@ def evaluate_command(
     fmt: str = typer.Option(None, "--format", help="benchmark format (default: guessed)"),
     limit: int = typer.Option(None, "--limit", min=1, help="only the first N items"),
     batch_size: int = typer.Option(None, "--batch-size", min=1,
-                                   help="rows per forward pass (default: automatic)"),
+                                   help="the most rows per forward pass (default: automatic); the "
+                                        "token budget (--max-batch-tokens) can make batches smaller"),
     max_batch_tokens: int = typer.Option(None, "--max-batch-tokens", min=0,
                                          help="padded tokens per forward pass (default: "
                                               "automatic; 0: no limit)"),
