@@ -207,3 +207,28 @@ def test_task_errors_are_one_clear_line(tiny_models, tmp_path):
                           "unknown extractor 'nope'")]:
         line = _fails_in_one_line([bench, base, "--task", task], needle)
         assert "pydantic" not in line and "prompt_template" not in line and len(line) < 200
+
+
+def test_a_zoo_split_is_scored_with_the_zoos_task(tmp_path):
+    """A split file inside a zoo gets the task zoo.json gives its benchmark: read_de's
+    `append_eos: false` made lang_de score 0.000 without a hand-written --task (0.987 with it)."""
+    from frugalmerge.zoo import prebuilt_zoo_dir
+
+    zoo = prebuilt_zoo_dir("full")
+    if zoo is None:
+        pytest.skip("this checkout ships no prebuilt zoo")
+    split, model = zoo / "benchmarks" / "read_de" / "test.jsonl", zoo / "models" / "lang_de"
+
+    def run(*extra):
+        res = CliRunner().invoke(app, ["evaluate", str(split), str(model), "--limit", "40", "--json",
+                                       str(tmp_path / "s.json"), *extra])
+        assert res.exit_code == 0, res.output
+        return json.loads((tmp_path / "s.json").read_text())
+
+    plain = run()["models"]["lang_de"]
+    assert plain["accuracy"] >= 0.9  # the zoo's task, not generative_exact
+    # settings adjust the zoo's task; the explicit zoo task gives the same scores
+    assert run("--task", '{"num_fewshot": 0}')["models"]["lang_de"] == plain
+    assert run("--task", '{"type": "teacher_forced_exact", "append_eos": false}')["models"]["lang_de"] == plain
+    # naming the same type keeps append_eos: false; the bare type's default (true) would fail every item
+    assert run("--task", "teacher_forced_exact")["models"]["lang_de"] == plain
