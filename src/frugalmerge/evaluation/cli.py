@@ -54,30 +54,24 @@ def evaluate_command(
 JSON_KEYS = frozenset({"benchmark", "task", "models"})
 
 
-def _with_zoo_task(benchmark: Path, spec: str | dict | None) -> str | dict | None:
-    """A split file of a zoo (``ZOO/benchmarks/NAME/SPLIT.jsonl`` with ``ZOO/zoo.json``) is scored
-    with the zoo's task for it: the bare jsonl says nothing about it, and the ``read_*`` splits
-    scored 0.000 without ``append_eos: false``. ``--task`` settings adjust that task; a ``--task``
-    naming another type replaces it."""
+def _zoo_task(benchmark: Path) -> dict | None:
+    """The task a zoo gives a split file of it (``ZOO/benchmarks/NAME/SPLIT.jsonl`` with
+    ``ZOO/zoo.json``), None for any other file: the bare jsonl says nothing about it, and the
+    ``read_*`` splits scored 0.000 without ``append_eos: false``. It serves as the default task,
+    which ``--task`` settings adjust and a ``--task`` naming another type replaces."""
     path = benchmark.expanduser().resolve()
     root = path.parents[2] if len(path.parents) > 2 else None
     if root is None or not (root / "zoo.json").is_file():
-        return spec
+        return None
     from frugalmerge.zoo.errors import ZooError
     from frugalmerge.zoo.manifest import load_zoo
 
     try:
         zoo = load_zoo(root)
     except ZooError:
-        return spec  # not a readable zoo: the file is scored as any jsonl
-    task = next((dict(entry.task) for name, entry in zoo.benchmarks.items()
+        return None  # not a readable zoo: the file is scored as any jsonl
+    return next((dict(entry.task) for name, entry in zoo.benchmarks.items()
                  if path in {zoo.split_path(name, split).resolve() for split in ("train", "search", "test")}), None)
-    if task is None:
-        return spec
-    if spec is None:
-        return task
-    given = {"type": spec} if isinstance(spec, str) else dict(spec)
-    return {**task, **given} if given.get("type", task.get("type")) == task.get("type") else spec
 
 
 def _run(benchmark: Path, models: list[Path], spec: str | dict | None, fmt: str | None,
@@ -105,8 +99,7 @@ def _run(benchmark: Path, models: list[Path], spec: str | dict | None, fmt: str 
                                        "--cache": cache_path})
     names = _unique_names(models)
     cache = EvalCache(cache_path) if cache_path is not None else None
-    spec = _with_zoo_task(benchmark, spec)
-    bench = load_benchmark(benchmark, format=fmt, task=spec, limit=limit)
+    bench = load_benchmark(benchmark, format=fmt, task=spec, limit=limit, default_task=_zoo_task(benchmark))
     if responses is not None and "model" in bench.item_ids:
         raise EvaluationError("--responses: an item id cannot be 'model' (the CSV's first "
                               "column's name)")

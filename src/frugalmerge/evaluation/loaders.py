@@ -377,6 +377,7 @@ def load_benchmark(
     choices_field: str | None = None,
     split: str | None = None,
     limit: int | None = None,
+    default_task: TaskSpec | str | Mapping[str, Any] | None = None,
 ) -> Benchmark:
     """Load a benchmark file or folder.
 
@@ -385,7 +386,8 @@ def load_benchmark(
     dict; default: the format's own (GSM8K/MGSM: numeric generation), else ``multiple_choice``
     when the items have choices and ``generative_exact`` otherwise. A settings dict without
     ``type`` adjusts that default (``{"num_fewshot": 8}``), and so does one (or a type name)
-    naming the default's own type; another type starts from that type's defaults. ``language``: default
+    naming the default's own type; another type starts from that type's defaults.
+    ``default_task``: replaces that default (e.g. a zoo's task for its split files). ``language``: default
     language of items without one. ``*_field``: column names when they are not the usual ones.
     ``split``: the split of a ``DatasetDict``. ``limit``: keep only the first items.
     """
@@ -416,8 +418,11 @@ def load_benchmark(
     pool = tuple(items) if limit is not None and limit < len(items) else None
     if limit is not None:
         items = items[:limit]
-    default = fmt.default_task or TaskSpec(
-        type="multiple_choice" if all(it.choices for it in pool or items) else "generative_exact")
+    if default_task is not None:
+        default = as_task(dict(default_task) if isinstance(default_task, Mapping) else default_task)
+    else:
+        default = fmt.default_task or TaskSpec(
+            type="multiple_choice" if all(it.choices for it in pool or items) else "generative_exact")
     if task is None:
         spec = default
     elif isinstance(task, Mapping) and task.get("type", default.type) == default.type:
