@@ -22,6 +22,15 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(1)
 
 
+def _refuse_repeats(option: str, values: list[str]) -> None:
+    """A comma list naming one value twice (each would be computed, or weighed, twice)."""
+    from frugalmerge.estimators.errors import EstimatorError
+
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise EstimatorError(f"{option}: {twice[0]!r} is listed twice")
+
+
 @estimators_app.command("bench")
 def bench(
     responses: Path = typer.Argument(..., help="response matrix (csv, npz, parquet, jsonl, lb.pickle, PSN folder[#BLOCK])"),
@@ -52,9 +61,7 @@ def bench(
             names = [m.strip() for m in methods.split(",") if m.strip()]
             if not names:  # an empty --methods ran every method
                 raise EstimatorError("--methods: no method named (leave the option out to run all)")
-            twice = sorted({m for m in names if names.count(m) > 1})
-            if twice:  # each row would be computed and written twice
-                raise EstimatorError(f"--methods: {twice[0]!r} is listed twice")
+            _refuse_repeats("--methods", names)
         capped = sorted({str(kk) for kk in ks if kk != "all" and int(kk) > data.n_items})
         if capped:
             typer.echo(f"note: --k {', '.join(capped)} exceed{'s' if len(capped) == 1 else ''} the {data.n_items} items: "
@@ -96,10 +103,10 @@ def fit(
              "'choice' for multiple choice): recorded in the card so a search scores its items the same way"),
 ) -> None:
     """Fit an estimator on all models of RESPONSES and write a card."""
-    from frugalmerge.estimators.bench import cross_validate
-    from frugalmerge.estimators.card import save_card
     import numpy as np
 
+    from frugalmerge.estimators.bench import cross_validate
+    from frugalmerge.estimators.card import save_card
     from frugalmerge.estimators.core import estimator_names, make_estimator, uses_endpoints
     from frugalmerge.estimators.errors import EstimatorError
     from frugalmerge.estimators.responses import load_responses
@@ -124,9 +131,7 @@ def fit(
             raise EstimatorError(f"{responses}: graded responses need the 0/1 full score as the target "
                                  "(--target); the mean of graded scores is not an accuracy")
         context = {"endpoints": [e.strip() for e in endpoints.split(",")]} if endpoints else {}
-        twice = sorted({e for e in context.get("endpoints", []) if context["endpoints"].count(e) > 1})
-        if twice:
-            raise EstimatorError(f"--endpoints: {twice[0]!r} is listed twice")
+        _refuse_repeats("--endpoints", context.get("endpoints", []))
         if scoring and np.isin(data.values[~np.isnan(data.values)], (0.0, 1.0)).all():
             # graded scoring recorded for 0/1 data: a search would score the card's items graded
             raise EstimatorError(f"{responses}: --graded-measure given, but every response is 0 or 1; "
@@ -186,7 +191,8 @@ def predict(
     # How many responses each estimate rests on: the card's items a model answered, at most the
     # card's k (an adaptive card asks k of its pool). Fewer than k is allowed (unseen items are
     # imputed) but said, since the card's validation error was measured with all k.
-    card_items = [i for i in card["selected_item_ids"] if i in data._col]
+    present = set(data.item_ids)
+    card_items = [i for i in card["selected_item_ids"] if i in present]
     answered = (~np.isnan(data.take_items(card_items))).sum(axis=1) if card_items else np.zeros(data.n_models, int)
     k = int(card.get("k", len(card["selected_item_ids"])))
     used = np.minimum(answered, k)

@@ -195,7 +195,7 @@ class Default(_IRTBased):
     param_names = ("subset",) + IRT_PARAMS + ("n_neighbors", "folds")
 
     def _check_params(self) -> None:
-        _IRTBased._check_params(self)
+        super()._check_params()  # irt_model / dims (no calibration parameter to check here)
         _check_int(self.name, self.params, "n_neighbors", 1)
         _check_int(self.name, self.params, "folds", 2)
 
