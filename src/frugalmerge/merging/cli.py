@@ -44,29 +44,13 @@ def register(app: typer.Typer) -> None:
             if shard_bytes <= 0:  # 0 would write one shard per tensor, a negative size makes no sense
                 raise MergeError(f"--shard-size must be positive, got {shard_size!r}")
             parsed = MergeRecipe.from_yaml(Path(recipe))
-            _warn_unmatched_filters(parsed)
             usage = DeviceUsage(budget)
             run_merge(parsed, out, device=device, dtype=dtype, seed=seed, max_shard_bytes=shard_bytes,
-                      max_device_memory=budget, usage=usage)
+                      max_device_memory=budget, usage=usage,
+                      warn=lambda msg: typer.echo(f"warning: {msg}", err=True))
         except (MergeError, OSError) as exc:
             typer.echo(f"error: {describe_error(exc)}", err=True)
             raise typer.Exit(code=1) from None
         typer.echo(usage.describe())
         typer.echo(f"merged {parsed.merge_method} of {len(parsed.referenced_models())} models -> {out}")
 
-
-def _warn_unmatched_filters(recipe) -> None:
-    """A filter that is a substring of no tensor name applies nowhere (mergekit skips it without a
-    word: a typo such as ``self_atn`` silently merges with the fallback value). Warned, not
-    refused: a recipe written for several architectures legitimately names others' tensors."""
-    filters = recipe.filters()
-    if not filters:
-        return
-    from frugalmerge.merging.execute import open_checkpoints, reference_model
-
-    ckpts = open_checkpoints(recipe)
-    ref = reference_model(recipe)
-    names = ckpts[ref].names
-    for f in filters:
-        if not any(f in name for name in names):
-            typer.echo(f"warning: filter {f!r} matches no tensor of {ref}: its values apply to no tensor", err=True)

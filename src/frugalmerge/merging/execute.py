@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -195,6 +196,14 @@ class ShardWriter:
         (self.dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
+def unmatched_filters(recipe: MergeRecipe, ref: Checkpoint) -> list[str]:
+    """The recipe's filters that are a substring of no tensor name of ``ref``: they apply nowhere
+    (mergekit skips them without a word, so a typo such as ``self_atn`` merges with the fallback
+    value). Reported, not refused: a recipe for several architectures names others' tensors."""
+    names = ref.names
+    return [f for f in recipe.filters() if not any(f in name for name in names)]
+
+
 def output_dtype_name(recipe: MergeRecipe, override: Optional[str], ref: Checkpoint) -> str:
     """CLI ``--dtype`` > recipe ``out_dtype`` > recipe ``dtype`` > the reference model's dtype
     (its config.json's, else the dtype its weights are stored in, else float32). A config that
@@ -213,12 +222,13 @@ def recorded_recipe(recipe: MergeRecipe, override: Optional[str], seed: Optional
     (frugalmerge or mergekit) gives the same output dtype. A random method (DARE) records the
     seed it used as ``random_seed`` (a ``--seed`` overrides the recipe's; without either it is 0),
     so re-running the YAML with frugalmerge gives the same weights."""
-    data = recipe.to_dict()
+    as_given = recipe.to_dict()
+    data = dict(as_given)
     if override is not None and not (recipe.dtype == override and recipe.out_dtype in (None, override)):
         data.update(dtype=override, out_dtype=None)
     if seed is not None and not get_method(recipe.merge_method).deterministic:
         data["random_seed"] = seed
-    return recipe if data == recipe.to_dict() else MergeRecipe.parse({k: v for k, v in data.items() if v is not None})
+    return recipe if data == as_given else MergeRecipe.parse({k: v for k, v in data.items() if v is not None})
 
 
 def check_output_path(out_dir: str | Path, recipe: MergeRecipe, extra: tuple[str, ...] = ()) -> None:
@@ -403,6 +413,7 @@ def run_merge(
     max_device_memory: Optional[int] = None,
     progress: bool = True,
     usage: Optional[DeviceUsage] = None,
+    warn: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Merge ``recipe`` tensor by tensor from disk into a Hugging Face directory at ``out_dir``.
 
@@ -411,7 +422,8 @@ def run_merge(
     on ``device`` at a time: consecutive tensors are grouped into batches that fit (load, merge,
     write, free); a single tensor that cannot fit raises :class:`DeviceMemoryError`. Results do
     not depend on the budget (each tensor is merged by the same kernels in the same order).
-    Pass a :class:`DeviceUsage` as ``usage`` to get the plan that was used. The directory is
+    Pass a :class:`DeviceUsage` as ``usage`` to get the plan that was used, and ``warn`` to hear
+    about recipe filters that match no tensor of the reference model. The directory is
     written under a temporary name and renamed into place.
     """
     import torch
@@ -425,6 +437,9 @@ def run_merge(
     ckpts = open_checkpoints(recipe)
     plan = build_plan(recipe, ckpts)
     ref_key = reference_model(recipe)
+    if warn is not None:
+        for f in unmatched_filters(recipe, ckpts[ref_key]):
+            warn(f"filter {f!r} matches no tensor of {ref_key}: its values apply to no tensor")
     dtype_name = output_dtype_name(recipe, dtype, ckpts[ref_key])
     out_dtype = torch_dtype(dtype_name)
     in_dtype = torch_dtype(dtype or recipe.dtype)
