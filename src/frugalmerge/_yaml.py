@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["UniqueKeyLoader", "safe_load_unique"]
+__all__ = ["UniqueKeyLoader", "safe_load_unique", "yaml_error_text"]
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -29,3 +29,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def safe_load_unique(text: str) -> Any:
     """``yaml.safe_load`` with repeated keys refused (:class:`yaml.YAMLError`, with the line)."""
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """``invalid YAML (line N): problem`` in one line (PyYAML's own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1})" if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"invalid YAML{where}: {what}"

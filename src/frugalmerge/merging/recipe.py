@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from frugalmerge._yaml import safe_load_unique
+from frugalmerge._yaml import safe_load_unique, yaml_error_text
 from frugalmerge.merging.errors import RecipeError
 
 #: mergekit 0.1.5 keys that frugalmerge does not implement: refused rather than ignored.
@@ -190,9 +190,7 @@ class MergeRecipe(BaseModel):
         try:
             data = safe_load_unique(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise RecipeError(f"{source}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+            raise RecipeError(f"{source}: {yaml_error_text(exc)}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
         return cls.parse(data, source=source)

@@ -44,8 +44,10 @@ def evolve(
     except _known_errors() as exc:
         _fail(exc)
         return
-    promo = int(summary.get("promotion_items") or 0)
-    typer.echo(f"{cfg.name}: {summary['candidates']} candidates, {summary['items_evaluated'] + promo:,} items evaluated "
+    from frugalmerge.search.report import items_with_promotion
+
+    total, promo = items_with_promotion(summary)
+    typer.echo(f"{cfg.name}: {summary['candidates']} candidates, {total:,} items evaluated "
                + (f"(incl. {promo:,} in the final re-scoring) " if promo else "")
                + f"(full fitness: {summary['items_full_fitness']:,}); report: {Path(out) / 'report.md'}")
 

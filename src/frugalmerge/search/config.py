@@ -32,7 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from frugalmerge._yaml import safe_load_unique
+from frugalmerge._yaml import safe_load_unique, yaml_error_text
 from frugalmerge.search.errors import ConfigError
 
 #: Merge parameters each method uses per model (mergekit 0.1.5 semantics); others are dropped
@@ -762,10 +762,7 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     try:
         raw = safe_load_unique(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"config file {path}: invalid YAML{where}: {what}") from None
+        raise ConfigError(f"config file {path}: {yaml_error_text(exc)}") from None
     if raw is None:
         raise ConfigError(f"config file {path} is empty")
     if overrides:

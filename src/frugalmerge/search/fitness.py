@@ -298,7 +298,6 @@ class BenchmarkObjective(Objective):
                                   f"{self.spec.benchmark!r}: {msg}") from None
         if self.full:
             return
-        n_items = len(self.search_bench.items)
         if self.spec.card is not None:
             # The card's items, scoring and training data are checked against the split now, not
             # after the other objectives' calibration was paid for.
@@ -314,6 +313,7 @@ class BenchmarkObjective(Objective):
         # Rotating items draw from the whole split; an estimator (and adaptive testing) from the
         # calibration pool.
         cap = None if self.spec.rotating else self.config.calibration.pool
+        n_items = len(self.search_bench.items)
         pool = n_items if cap is None else min(cap, n_items)
         where = f"the {n_items} items of the search split of {self.spec.benchmark!r}" + (
             f" (calibration.pool: {cap})" if pool < n_items else "")

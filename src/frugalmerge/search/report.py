@@ -16,6 +16,13 @@ def _acc(cell: dict[str, Any] | None) -> str:
     return f"{cell['acc']:.3f} ± {cell['se']:.3f}"
 
 
+def items_with_promotion(summary: dict[str, Any]) -> tuple[int, int]:
+    """(all items the search evaluated, those of the final promotion's re-scoring): the re-scoring
+    is part of choosing the merge, so it counts in the items and the ratio to full fitness."""
+    promo = int(summary.get("promotion_items") or 0)
+    return summary["items_evaluated"] + promo, promo
+
+
 def write_report(run: SearchRun, state: SearchState, summary: dict[str, Any],
                  tested: dict[str, dict[str, Any]]) -> None:
     """Write ``RUN_DIR/report.md`` from the run summary."""
@@ -33,9 +40,7 @@ def write_report(run: SearchRun, state: SearchState, summary: dict[str, Any],
         lines.append(f"- estimator calibration: responses of the sources ({cfg.calibration.include_sources}), the base "
                      f"({cfg.calibration.include_base}) and {cfg.calibration.random_merges} seeded random merges on the "
                      f"calibration pool: {summary['calibration_items']:,} items, counted below")
-    # The final promotion's re-scoring is part of choosing the merge: it counts in the ratio.
-    promo = int(summary.get("promotion_items") or 0)
-    total = summary["items_evaluated"] + promo
+    total, promo = items_with_promotion(summary)
     lines += [
               f"- items evaluated by this search: **{total:,}**"
               + (f" ({summary['items_evaluated']:,} during the generations + {promo:,} final re-scoring)"
